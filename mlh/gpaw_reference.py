@@ -12,6 +12,7 @@ is True; they are passed to GPAW as setups={index: "ghost"}.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +27,7 @@ from mlh.gpaw_settings import GPAWSettings
 from mlh.realspace import alias_free_grid, blocks_from_bloch, image_pairs, unfold_time_reversal
 from mlh.record import HamiltonianRecord, Labels
 
-__all__ = ["reference_record", "ghost_mask", "BLOCK_TOLERANCE"]
+__all__ = ["reference_record", "check_elements", "ghost_mask", "drop_negligible_pairs"]
 
 # Pairs whose H (eV) and S blocks are all below this are not stored: they lie between the
 # two-centre range and the PAW three-centre range but touch no common projector.
@@ -246,7 +247,6 @@ def drop_negligible_pairs(record: HamiltonianRecord, tolerance: float) -> Hamilt
         magnitude = np.maximum(magnitude, np.abs(record.H_pair).max(axis=0))
     keep = np.maximum.reduceat(magnitude, starts) >= tolerance
     value_keep = np.repeat(keep, np.diff(record.pair_value_offsets))
-    from dataclasses import replace
 
     return replace(
         record,
@@ -256,3 +256,19 @@ def drop_negligible_pairs(record: HamiltonianRecord, tolerance: float) -> Hamilt
         S_pair=record.S_pair[value_keep],
         H_pair=None if record.H_pair is None else record.H_pair[:, value_keep],
     )
+
+
+def check_elements(symbols: set[str], settings: GPAWSettings) -> None:
+    """Raise MLHError if GPAW has no PAW setup or basis for one of `symbols` (~1 s each)."""
+    from gpaw.new.calculation import DFT
+
+    for symbol in sorted(symbols):
+        atom = Atoms(symbol, cell=[6.0, 6.0, 6.0], positions=[[3.0, 3.0, 3.0]])
+        try:
+            DFT(atom, **_gpaw_parameters(atom, settings, (1, 1, 1)), txt=None, converge=False)
+        except (FileNotFoundError, RuntimeError, KeyError) as err:
+            first_line = str(err).strip().splitlines()[0]
+            raise MLHError(
+                f"element {symbol}: no PAW setup or basis {settings.basis!r} in gpaw-data "
+                f"({first_line})"
+            ) from None

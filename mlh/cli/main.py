@@ -1,2 +1,83 @@
+"""The `mlh` command line: thin wrappers that parse, call one library function, report.
+
+Heavy imports (GPAW, JAX) happen inside the commands, not at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
-app = typer.Typer()
+
+from mlh.errors import MLHError
+
+app = typer.Typer(help="Machine-learned DFT Hamiltonians: reference data and tools.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _reports_errors(command):
+    """Turn MLHError into one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MLHError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@_reports_errors
+def generate(
+    structures: Annotated[list[Path], typer.Argument(help="ASE-readable files (all frames used).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the records.")],
+    config: Annotated[Optional[Path], typer.Option(help="YAML with GPAWSettings fields.")] = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Structures in parallel.")] = 2,
+    overlap_only: Annotated[bool, typer.Option(help="Only S(R), no SCF.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run GPAW LCAO on every structure and write one record (NetCDF) per structure.
+
+    Finished records in OUTPUT are skipped, so a killed run resumes where it stopped.
+    """
+    from mlh.generate import generate as run_generate
+    from mlh.gpaw_settings import load_settings
+
+    settings = load_settings(config, task="overlap" if overlap_only else None)
+    results = run_generate(structures, output, settings, jobs=jobs, progress=progress)
+    failed = [r for r in results if r.error]
+    done = len(results) - len(failed)
+    typer.echo(f"{done} records written, {len(failed)} failed, to {output}")
+    if failed:
+        raise MLHError(f"{len(failed)} structures failed; see {output / 'failures.json'}")
+
+
+@app.command()
+@_reports_errors
+def summarize(
+    directory: Annotated[Path, typer.Argument(help="Folder of records.")],
+    plot: Annotated[Optional[Path], typer.Option(help="Write the H-decay figure here (PNG).")] = None,
+    table: Annotated[Optional[Path], typer.Option(help="Write the table here (NetCDF).")] = None,
+) -> None:
+    """Print a table of the records in DIRECTORY (energies in eV, times in s)."""
+    from mlh.summary import plot_decay, record_paths, summarize_records
+
+    paths = record_paths(directory)
+    summary = summarize_records(paths)
+    typer.echo(summary.to_dataframe().to_string(float_format=lambda x: f"{x:.4g}"))
+    typer.echo(
+        f"\n{len(paths)} records, {int(summary.n_atoms.sum())} atoms, "
+        f"{float(summary.file_size.sum()):.1f} MiB, "
+        f"mean GPAW time {float(summary.wall_time.mean()):.1f} s per structure"
+    )
+    if table is not None:
+        from mlh.record_io import write_dataset
+
+        write_dataset(summary, table)
+    if plot is not None:
+        typer.echo(f"figure: {plot_decay(paths, plot)}")
