@@ -156,18 +156,20 @@ def reference_record(
             calc = GPAW(**params, symmetry=symmetry, txt=log)
             atoms.calc = calc
             labels = _labels(calc, atoms, settings)
-            setups = calc.dft.setups
+            setups, relpos = calc.dft.setups, calc.dft.relpos_ac
         else:
             from gpaw.new.calculation import DFT
 
             probe = DFT(atoms, **params, symmetry=symmetry, txt=None, converge=False)
-            setups = probe.setups
+            setups, relpos = probe.setups, probe.relpos_ac
             labels = Labels()
     except KohnShamConvergenceError as err:
         raise MLHError(f"SCF did not converge in {settings.maxiter} iterations: {err}") from None
-    except (FileNotFoundError, RuntimeError, KeyError) as err:
-        raise MLHError(f"GPAW could not set up this structure: {err}") from None
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
+        raise MLHError(f"GPAW could not set up this structure: {_first_line(err)}") from None
 
+    # GPAW wraps atoms into the cell; lattice shifts R refer to GPAW's wrapped positions.
+    atoms.positions = np.asarray(relpos) @ atoms.cell.array
     basis = _basis_from_setups(setups, atoms.numbers, ghost, settings.basis)
     reach = basis.rcut_per_atom(atoms.numbers) + _projector_reach(setups)
     pair_i, pair_j, pair_shift = image_pairs(atoms.positions, atoms.cell.array, atoms.pbc, reach)
@@ -267,8 +269,13 @@ def check_elements(symbols: set[str], settings: GPAWSettings) -> None:
         try:
             DFT(atom, **_gpaw_parameters(atom, settings, (1, 1, 1)), txt=None, converge=False)
         except (FileNotFoundError, RuntimeError, KeyError) as err:
-            first_line = str(err).strip().splitlines()[0]
             raise MLHError(
                 f"element {symbol}: no PAW setup or basis {settings.basis!r} in gpaw-data "
-                f"({first_line})"
+                f"({_first_line(err)})"
             ) from None
+
+
+def _first_line(err: Exception) -> str:
+    """GPAW's messages carry paragraphs of install help; keep the first line."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -144,11 +144,30 @@ class HamiltonianRecord:
         nonperiodic_shift = self.pair_shift[:, ~self.pbc.astype(bool)]
         if np.any(nonperiodic_shift != 0):
             raise MLHError("pair shifts are non-zero along a non-periodic direction")
+        self._check_onsite_symmetric()
         arrays = [self.positions, self.cell, self.S_pair, self.S_onsite]
         if self.H_pair is not None:
             arrays += [self.H_pair, self.H_onsite]
         if not all(np.isfinite(a).all() for a in arrays):
             raise MLHError("positions, cell, H or S contain NaN or infinite values")
+
+    def _check_onsite_symmetric(self, tolerance: float = 1e-8) -> None:
+        values = [("S", self.S_onsite)]
+        if self.H_onsite is not None:
+            values += [("H", h) for h in self.H_onsite]
+        transpose = self._onsite_transpose_index
+        for name, v in values:
+            if len(v) and np.abs(v - v[transpose]).max() > tolerance * max(1.0, np.abs(v).max()):
+                raise MLHError(f"on-site {name} blocks are not symmetric")
+
+    @cached_property
+    def _onsite_transpose_index(self) -> np.ndarray:
+        """Permutation of on-site values that transposes every on-site block."""
+        _, _, atom = self._onsite_coo
+        n = self.orbital_counts[atom]
+        start = self.onsite_value_offsets[atom]
+        local = np.arange(self.n_onsite_values) - start
+        return start + (local % n) * n + local // n
 
     # -------------------------------------------------------------- geometry
     @property

@@ -1,0 +1,80 @@
+"""Shared fixtures: small real GPAW reference records, computed once per test session.
+
+Each fixture runs GPAW LCAO (PBE, szp(dzp), h = 0.2 Å) through mlh's own generator code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule, mx2
+from ase.spacegroup import crystal
+
+from mlh.gpaw_settings import GPAWSettings
+
+
+def water() -> Atoms:
+    atoms = molecule("H2O", vacuum=3.5)
+    atoms.rattle(0.02, seed=3)
+    return atoms
+
+
+def wse2_primitive() -> Atoms:
+    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
+    atoms.pbc = (True, True, False)
+    atoms.rattle(0.02, seed=4)
+    return atoms
+
+
+def quartz() -> Atoms:
+    """alpha-quartz (P3_1 21), 9 atoms, Si-O 1.60-1.61 Å, slightly rattled."""
+    atoms = crystal(["Si", "O"], basis=[(0.4697, 0, 1 / 3), (0.4135, 0.2669, 0.2142)],
+                    spacegroup=152, cellpar=[4.916, 4.916, 5.405, 90, 90, 120])
+    atoms.rattle(0.02, seed=5)
+    return atoms
+
+
+def silicon() -> Atoms:
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.rattle(0.05, seed=6)
+    return atoms
+
+
+STRUCTURES = {
+    "water": (water, GPAWSettings()),
+    "wse2": (wse2_primitive, GPAWSettings(setups={"W": "6"}, kpts=(3, 3, 1))),
+    "quartz": (quartz, GPAWSettings(kpts=(1, 1, 1), forces=False)),
+    "silicon": (silicon, GPAWSettings(kpts=(3, 3, 3), forces=False)),
+}
+
+
+@pytest.fixture(scope="session")
+def gpaw_records(tmp_path_factory):
+    """Lazily computed {name: (atoms, record)} of real GPAW runs."""
+    from mlh.gpaw_reference import reference_record
+
+    cache: dict[str, tuple] = {}
+    log_dir = tmp_path_factory.mktemp("gpaw_logs")
+
+    def get(name: str, rotation: np.ndarray | None = None):
+        key = (name, None if rotation is None else rotation.tobytes())
+        if key not in cache:
+            build, settings = STRUCTURES[name]
+            atoms = build()
+            if rotation is not None:
+                atoms = rotate_structure(atoms, rotation)
+            cache[key] = (atoms, reference_record(atoms, settings, log=str(log_dir / f"{name}.txt")))
+        return cache[key]
+
+    return get
+
+
+def rotate_structure(atoms: Atoms, rotation: np.ndarray) -> Atoms:
+    """Rotate positions and cell (r -> rotation @ r) about the cell centre."""
+    rotated = atoms.copy()
+    centre = atoms.cell.sum(axis=0) / 2 if not atoms.pbc.any() else np.zeros(3)
+    rotated.positions = (atoms.positions - centre) @ rotation.T + centre
+    if atoms.pbc.any():
+        rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    return rotated
