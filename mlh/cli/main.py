@@ -59,6 +59,41 @@ def generate(
 
 @app.command()
 @_reports_errors
+def recipe(
+    name: Annotated[str, typer.Argument(help="wse2 (WSe2 + Se vacancies) or sio2 (quartz).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="extxyz file to write.")],
+    count: Annotated[int, typer.Option("-n", "--count", min=1)] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    repeat: Annotated[Optional[str], typer.Option(help="Supercell, e.g. 3x2 or 2x2x1.")] = None,
+    ghosts: Annotated[bool, typer.Option(help="Keep vacancies as ghost atoms.")] = False,
+) -> None:
+    """Write COUNT random training structures of a recipe (see mlh.structures)."""
+    import numpy as np
+    from ase.io import write
+
+    from mlh.structures import quartz_with_vacancy, wse2_with_vacancies
+
+    builders = {"wse2": wse2_with_vacancies, "sio2": quartz_with_vacancy}
+    if name not in builders:
+        raise MLHError(f"unknown recipe {name!r}; choose from {sorted(builders)}")
+    kwargs: dict = {"ghosts": ghosts}
+    if repeat is not None:
+        try:
+            kwargs["repeat"] = tuple(int(n) for n in repeat.lower().split("x"))
+        except ValueError:
+            raise MLHError(f"--repeat {repeat!r} is not of the form 3x2 or 2x2x1") from None
+    rng = np.random.default_rng(seed)
+    images = [builders[name](rng, **kwargs) for _ in range(count)]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    write(tmp, images, format="extxyz")
+    tmp.replace(output)
+    sizes = sorted({len(atoms) for atoms in images})
+    typer.echo(f"{count} {name} structures ({sizes} atoms) written to {output}")
+
+
+@app.command()
+@_reports_errors
 def summarize(
     directory: Annotated[Path, typer.Argument(help="Folder of records.")],
     plot: Annotated[Optional[Path], typer.Option(help="Write the H-decay figure here (PNG).")] = None,

@@ -1,0 +1,94 @@
+"""Training-structure recipes: defective WSe2 monolayers and strained/rattled quartz.
+
+Lengths in Å. Vacancies are removed atoms, or kept as ghost atoms
+(`atoms.arrays["ghost"]`, basis functions without potential) when `ghosts=True`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+from ase.build import make_supercell, mx2
+from ase.spacegroup import crystal
+
+__all__ = ["wse2_with_vacancies", "quartz_with_vacancy", "QUARTZ_CELLPAR"]
+
+QUARTZ_CELLPAR = (4.916, 4.916, 5.405, 90.0, 90.0, 120.0)
+
+
+def _vacancies(atoms: Atoms, candidates: np.ndarray, count: int,
+               rng: np.random.Generator, ghosts: bool) -> Atoms:
+    """Remove (or mark as ghosts) `count` random atoms among `candidates`."""
+    chosen = rng.choice(candidates, size=min(count, len(candidates)), replace=False)
+    if ghosts:
+        ghost = np.zeros(len(atoms), dtype=bool)
+        ghost[chosen] = True
+        atoms.arrays["ghost"] = ghost
+        return atoms
+    del atoms[sorted(chosen.tolist())]
+    return atoms
+
+
+def _strain(atoms: Atoms, strain: np.ndarray) -> None:
+    """Scale the cell by 1 + strain along its axes, moving atoms with it."""
+    atoms.set_cell(atoms.cell.array * (1.0 + strain)[:, None], scale_atoms=True)
+
+
+def wse2_with_vacancies(
+    rng: np.random.Generator,
+    repeat: tuple[int, int] = (3, 2),
+    a: float = 3.32,
+    thickness: float = 3.2,
+    vacuum: float = 5.0,
+    max_strain: float = 0.02,
+    mean_vacancies: float = 1.0,
+    rattle: float = 0.03,
+    ghosts: bool = False,
+) -> Atoms:
+    """A WSe2 monolayer on an orthogonal supercell, following GEARS H section 4.1.1.
+
+    Args:
+        rng: random generator (strain, vacancy count and sites, rattle).
+        repeat: orthogonal cells (a x sqrt(3) a, 6 atoms each) along x and y.
+        a: lattice constant (Å); thickness: Se-Se vertical distance (Å).
+        vacuum: vacuum on each side along the non-periodic z (Å).
+        max_strain: uniform random diagonal in-plane strain in [-max, +max].
+        mean_vacancies: Poisson mean of the number of Se vacancies.
+        rattle: standard deviation of Gaussian displacements (Å).
+        ghosts: keep vacancies as ghost atoms instead of removing them.
+    """
+    primitive = mx2("WSe2", a=a, thickness=thickness, vacuum=vacuum)
+    orthogonal = make_supercell(primitive, [[1, 0, 0], [1, 2, 0], [0, 0, 1]])
+    atoms = orthogonal.repeat((*repeat, 1))
+    atoms.pbc = (True, True, False)
+    _strain(atoms, np.array([*rng.uniform(-max_strain, max_strain, 2), 0.0]))
+    atoms.rattle(rattle, seed=int(rng.integers(2**31)))
+    selenium = np.flatnonzero(atoms.numbers == 34)
+    return _vacancies(atoms, selenium, int(rng.poisson(mean_vacancies)), rng, ghosts)
+
+
+def quartz_with_vacancy(
+    rng: np.random.Generator,
+    repeat: tuple[int, int, int] = (2, 2, 1),
+    max_strain: float = 0.02,
+    rattle: float = 0.08,
+    vacancy_probability: float = 0.5,
+    ghosts: bool = False,
+) -> Atoms:
+    """An amorphous-like SiO2 cell: strained, rattled alpha-quartz, maybe with one O vacancy.
+
+    Args:
+        rng: random generator.
+        repeat: quartz unit cells (9 atoms each) along the three axes.
+        max_strain: uniform random diagonal strain in [-max, +max] per axis.
+        rattle: standard deviation of Gaussian displacements (Å).
+        vacancy_probability: chance of one O vacancy.
+        ghosts: keep the vacancy as a ghost atom instead of removing it.
+    """
+    unit = crystal(["Si", "O"], basis=[(0.4697, 0.0, 1 / 3), (0.4135, 0.2669, 0.2142)],
+                   spacegroup=152, cellpar=list(QUARTZ_CELLPAR))
+    atoms = unit.repeat(repeat)
+    _strain(atoms, rng.uniform(-max_strain, max_strain, 3))
+    atoms.rattle(rattle, seed=int(rng.integers(2**31)))
+    n_vacancies = int(rng.uniform() < vacancy_probability)
+    return _vacancies(atoms, np.flatnonzero(atoms.numbers == 8), n_vacancies, rng, ghosts)
