@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The bundled example: a tiny reference dataset (2 small WSe2 cells with Se vacancies,
+# 2 rattled quartz cells) computed with GPAW, then summarised (table + H-decay figure).
+# Re-running resumes: finished records are kept. About 2-3 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-example_output}
+mlh=.venv/bin/mlh
+$mlh recipe wse2 -n 2 --repeat 2x1 --seed 1 -o "$out/structures/wse2_small.extxyz"
+$mlh recipe sio2 -n 2 --repeat 1x1x1 --seed 2 -o "$out/structures/quartz_small.extxyz"
+$mlh generate "$out/structures/wse2_small.extxyz" -o "$out/records" --config examples/wse2_gpaw.yaml
+$mlh generate "$out/structures/quartz_small.extxyz" -o "$out/records" --config examples/sio2_gpaw.yaml
+$mlh summarize "$out/records" --plot "$out/h_decay.png" --table "$out/summary.nc"
