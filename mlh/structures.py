@@ -71,7 +71,7 @@ def quartz_with_vacancy(
     rng: np.random.Generator,
     repeat: tuple[int, int, int] = (2, 2, 1),
     max_strain: float = 0.02,
-    rattle: float = 0.08,
+    rattle: float = 0.05,
     vacancy_probability: float = 0.5,
     ghosts: bool = False,
 ) -> Atoms:

@@ -498,3 +498,20 @@ def test_labels_absent_when_not_in_extxyz(tmp_path):
     write_gears_h_snapshot(tmp_path, record, cutoff=2.9)
     got = read_gears_h_snapshot(tmp_path)
     assert got.labels == Labels() or (got.labels.energy is None and got.labels.forces is None)
+
+
+def test_cli_converts_snapshots(snapshot, tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from mlh.cli.main import app
+    from mlh.record_io import read_record
+
+    out = tmp_path_factory.mktemp("converted")
+    result = CliRunner().invoke(app, ["import-gears-h", str(snapshot), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    converted = read_record(out / f"{snapshot.name}.nc")
+    _assert_same_record(converted, read_gears_h_snapshot(snapshot), rtol=0.0)
+    (snapshot / "ijD.npz").unlink()
+    result = CliRunner().invoke(app, ["import-gears-h", str(snapshot), "-o", str(out / "x")])
+    assert result.exit_code == 1 and "ijD.npz" in result.output
+    assert not (out / "x").exists()

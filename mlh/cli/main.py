@@ -92,6 +92,22 @@ def recipe(
     typer.echo(f"{count} {name} structures ({sizes} atoms) written to {output}")
 
 
+@app.command("import-gears-h")
+@_reports_errors
+def import_gears_h(
+    snapshots: Annotated[list[Path], typer.Argument(help="gears_h snapshot folders.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the records.")],
+) -> None:
+    """Convert GEARS H training snapshots into mlh records (OUTPUT/<folder name>.nc)."""
+    from mlh.gears_h_import import read_gears_h_snapshot
+    from mlh.record_io import write_record
+
+    records = [(path, read_gears_h_snapshot(path)) for path in snapshots]  # all read first
+    for path, record in records:
+        write_record(record, output / f"{Path(path).resolve().name}.nc")
+    typer.echo(f"{len(records)} records written to {output}")
+
+
 @app.command()
 @_reports_errors
 def summarize(
