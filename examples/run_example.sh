@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bundled example: a tiny reference dataset (2 small WSe2 cells with Se vacancies,
 # 2 rattled quartz cells) computed with GPAW, then summarised (table + H-decay figure).
-# Re-running resumes: finished records are kept. About 2-3 minutes on 2 cores.
+# Re-running resumes: finished records are kept. About 75 s on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-example_output}

@@ -57,21 +57,6 @@ class SpeciesBasis:
         """Largest cutoff radius of this species (Å)."""
         return max(self.rcuts)
 
-    @property
-    def orbital_l(self) -> np.ndarray:
-        """Angular momentum of every orbital, shape (n_orbitals,)."""
-        return np.repeat(np.array(self.ls, dtype=int), [2 * l + 1 for l in self.ls])
-
-    @property
-    def orbital_m(self) -> np.ndarray:
-        """Magnetic quantum number m = -l..l of every orbital, shape (n_orbitals,)."""
-        return np.concatenate([np.arange(-l, l + 1) for l in self.ls]).astype(int)
-
-    @property
-    def orbital_radial(self) -> np.ndarray:
-        """Index of the radial function of every orbital, shape (n_orbitals,)."""
-        return np.repeat(np.arange(len(self.ls)), [2 * l + 1 for l in self.ls])
-
 
 @dataclass(frozen=True)
 class Basis:

@@ -27,7 +27,10 @@ from mlh.gpaw_settings import GPAWSettings
 from mlh.realspace import alias_free_grid, blocks_from_bloch, image_pairs, unfold_time_reversal
 from mlh.record import HamiltonianRecord, Labels
 
-__all__ = ["reference_record", "check_elements", "ghost_mask", "drop_negligible_pairs"]
+__all__ = [
+    "reference_record", "check_elements", "ghost_mask", "drop_negligible_pairs",
+    "gpaw_parameters", "bloch_matrices",
+]
 
 # Pairs whose H (eV) and S blocks are all below this are not stored: they lie between the
 # two-centre range and the PAW three-centre range but touch no common projector.
@@ -43,7 +46,8 @@ def ghost_mask(atoms: Atoms) -> np.ndarray:
     return np.zeros(len(atoms), dtype=bool)
 
 
-def _gpaw_parameters(atoms: Atoms, settings: GPAWSettings, kpts: dict | tuple) -> dict[str, Any]:
+def gpaw_parameters(atoms: Atoms, settings: GPAWSettings, kpts: dict | tuple) -> dict[str, Any]:
+    """Keyword arguments for GPAW(...) from the settings; ghost atoms get the "ghost" setup."""
     setups: dict[Any, str] = dict(settings.setups)
     for index in np.flatnonzero(ghost_mask(atoms)):
         setups[int(index)] = "ghost"
@@ -59,8 +63,6 @@ def _gpaw_parameters(atoms: Atoms, settings: GPAWSettings, kpts: dict | tuple) -
         maxiter=settings.maxiter,
         spinpol=settings.spinpol,
     )
-    if settings.spinpol and not atoms.has("initial_magmoms"):
-        params["magmoms"] = None
     return params
 
 
@@ -105,27 +107,20 @@ def _labels(calc, atoms: Atoms, settings: GPAWSettings) -> Labels:
     )
 
 
-def _bloch_matrices(dft) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """H_skMM (eV), S_kMM and reduced IBZ k-points of a gpaw.new DFT object."""
+def bloch_matrices(dft, with_hamiltonian: bool = True):
+    """H_skMM (eV; None unless `with_hamiltonian`), S_kMM and reduced IBZ k-points."""
     from ase.units import Ha
 
     ibzwfs = dft.ibzwfs
-    nk = len(ibzwfs.ibz)
-    S_kMM = None
-    H_skMM = None
-    matcalc = None
+    n_k = len(ibzwfs.ibz)
+    n_M = dft.scf_loop.hamiltonian.basis.Mmax
+    S_kMM = np.zeros((n_k, n_M, n_M), complex)
+    H_skMM = np.zeros((ibzwfs.nspins, n_k, n_M, n_M), complex) if with_hamiltonian else None
+    if with_hamiltonian:
+        matcalc = dft.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(dft.potential)
     for wfs in ibzwfs:
-        S_MM = wfs.S_MM.data
-        if S_kMM is None:
-            nM = S_MM.shape[0]
-            S_kMM = np.zeros((nk, nM, nM), complex)
-        S_kMM[wfs.k] = S_MM
-        if dft.potential is not None and dft.scf_loop is not None:
-            if matcalc is None:
-                matcalc = dft.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(
-                    dft.potential
-                )
-                H_skMM = np.zeros((ibzwfs.nspins, nk, nM, nM), complex)
+        S_kMM[wfs.k] = wfs.S_MM.data
+        if with_hamiltonian:
             H_skMM[wfs.spin, wfs.k] = matcalc.calculate_matrix(wfs).data * Ha
     return H_skMM, S_kMM, np.asarray(ibzwfs.ibz.kpt_kc, float)
 
@@ -148,7 +143,7 @@ def reference_record(
     atoms = atoms.copy()
     ghost = ghost_mask(atoms)
     scf_kpts = settings.scf_kpts(atoms.cell.array, atoms.pbc)
-    params = _gpaw_parameters(atoms, settings, scf_kpts)
+    params = gpaw_parameters(atoms, settings, scf_kpts)
     symmetry = {"point_group": False, "time_reversal": True}
 
     try:
@@ -186,8 +181,7 @@ def reference_record(
 
         dft = DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
                   converge=False)
-        dft.potential = None  # only S is wanted
-    H_skMM, S_kMM, ibz_kpoints = _bloch_matrices(dft)
+    H_skMM, S_kMM, ibz_kpoints = bloch_matrices(dft, with_hamiltonian=settings.task == "scf")
 
     orbital_counts = basis.orbital_counts(atoms.numbers)
     S_full = unfold_time_reversal(S_kMM, ibz_kpoints, grid)
@@ -267,7 +261,7 @@ def check_elements(symbols: set[str], settings: GPAWSettings) -> None:
     for symbol in sorted(symbols):
         atom = Atoms(symbol, cell=[6.0, 6.0, 6.0], positions=[[3.0, 3.0, 3.0]])
         try:
-            DFT(atom, **_gpaw_parameters(atom, settings, (1, 1, 1)), txt=None, converge=False)
+            DFT(atom, **gpaw_parameters(atom, settings, (1, 1, 1)), txt=None, converge=False)
         except (FileNotFoundError, RuntimeError, KeyError) as err:
             raise MLHError(
                 f"element {symbol}: no PAW setup or basis {settings.basis!r} in gpaw-data "

@@ -6,7 +6,7 @@ import scipy.linalg as sla
 from ase.build import molecule
 
 from mlh.errors import MLHError
-from mlh.gpaw_reference import _bloch_matrices, check_elements, reference_record
+from mlh.gpaw_reference import bloch_matrices, check_elements, reference_record
 from mlh.gpaw_settings import GPAWSettings
 from mlh.realspace import blocks_from_bloch, unfold_time_reversal
 
@@ -53,17 +53,17 @@ def test_partner_blocks_are_transposes(gpaw_records):
     atoms, record = gpaw_records("wse2")
     from gpaw.new.ase_interface import GPAW
 
-    from mlh.gpaw_reference import _gpaw_parameters
+    from mlh.gpaw_reference import gpaw_parameters
 
     symmetry = {"point_group": False, "time_reversal": True}
     atoms = atoms.copy()
-    atoms.calc = GPAW(**_gpaw_parameters(atoms, GPAWSettings(setups={"W": "6"}, kpts=(3, 3, 1)),
+    atoms.calc = GPAW(**gpaw_parameters(atoms, GPAWSettings(setups={"W": "6"}, kpts=(3, 3, 1)),
                                          (3, 3, 1)), symmetry=symmetry, txt=None)
     atoms.get_potential_energy()
     grid = np.array([int(n) for n in record.provenance["realspace_kpts"].split("x")])
     dft = atoms.calc.fixed_density(kpts={"size": tuple(grid), "gamma": True},
                                    symmetry=symmetry, txt=None).dft
-    H_skMM, _, ibz = _bloch_matrices(dft)
+    H_skMM, _, ibz = bloch_matrices(dft)
     H_full = unfold_time_reversal(H_skMM, ibz, grid)[0]
     counts = record.orbital_counts
     forward, _, _ = blocks_from_bloch(H_full, grid, record.pair_i, record.pair_j,

@@ -1,0 +1,80 @@
+"""Cost of the example dataset recipes: GPAW time per structure, throughput, size on disk.
+
+    .venv/bin/python benchmarks/generation_cost.py wse2 --count 4 --repeat 3x2 \
+        --config examples/wse2_gpaw.yaml --jobs 2 --out /tmp/bench_wse2
+
+Prints a JSON summary and saves it to benchmarks/results/generation_<recipe>.json.
+Re-running with the same --out reuses finished records (their stored wall times count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.io import write
+
+from mlh.generate import generate
+from mlh.gpaw_settings import load_settings
+from mlh.record_io import read_record
+from mlh.structures import quartz_with_vacancy, wse2_with_vacancies
+
+RECIPES = {"wse2": wse2_with_vacancies, "sio2": quartz_with_vacancy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", choices=sorted(RECIPES))
+    parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--repeat", default=None, help="e.g. 3x2 or 2x2x1")
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    kwargs = {} if args.repeat is None else {"repeat": tuple(map(int, args.repeat.split("x")))}
+    rng = np.random.default_rng(args.seed)
+    structures = args.out / f"{args.recipe}.extxyz"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not structures.exists():
+        write(structures, [RECIPES[args.recipe](rng, **kwargs) for _ in range(args.count)])
+    settings = load_settings(args.config)
+    start = time.perf_counter()
+    results = generate([structures], args.out / "records", settings, jobs=args.jobs,
+                       progress=False)
+    elapsed = time.perf_counter() - start
+    paths = sorted((args.out / "records").glob("*.nc"))
+    records = [read_record(p) for p in paths]
+    times = np.array([r.provenance["wall_time_seconds"] for r in records])
+    summary = {
+        "recipe": args.recipe,
+        "repeat": args.repeat,
+        "settings": settings.model_dump(),
+        "jobs": args.jobs,
+        "cpu": platform.processor() or platform.machine(),
+        "structures": len(records),
+        "failed": [r.source for r in results if r.error],
+        "atoms": sorted({r.n_atoms for r in records}),
+        "orbitals": sorted({r.n_orbitals for r in records}),
+        "scf_kpts": sorted({r.provenance["scf_kpts"] for r in records}),
+        "realspace_kpts": sorted({r.provenance["realspace_kpts"] for r in records}),
+        "seconds_per_structure_mean": float(times.mean()),
+        "seconds_per_structure_max": float(times.max()),
+        "batch_wall_seconds_this_run": elapsed,
+        "structures_per_hour_with_jobs": 3600 * args.jobs / float(times.mean()),
+        "mib_per_record_mean": float(np.mean([p.stat().st_size for p in paths]) / 2**20),
+    }
+    text = json.dumps(summary, indent=2)
+    print(text)
+    results_dir = Path(__file__).parent / "results"
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / f"generation_{args.recipe}.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
