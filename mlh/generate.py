@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ase import Atoms
 
+from mlh.atomic import atomic_output
 from mlh.errors import MLHError
 from mlh.gpaw_settings import GPAWSettings
 
@@ -144,8 +145,7 @@ def _write_failures(output_dir: Path, results: list[JobResult]) -> None:
     failures = {r.name: {"source": r.source, "error": r.error} for r in results if r.error}
     path = output_dir / "failures.json"
     if failures:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(failures, indent=2))
-        tmp.replace(path)
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(failures, indent=2))
     else:
         path.unlink(missing_ok=True)

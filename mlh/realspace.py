@@ -107,13 +107,9 @@ def blocks_from_bloch(
         it is round-off when the grid is alias-free).
     """
     kpoints = gamma_centred_grid(grid)
-    offsets = np.concatenate([[0], np.cumsum(orbital_counts)])
-    pair_sizes = orbital_counts[pair_i] * orbital_counts[pair_j]
-    pair_offsets = np.concatenate([[0], np.cumsum(pair_sizes)]).astype(np.int64)
-    rows, cols, pair_of_value = block_coo(pair_i, pair_j, orbital_counts, offsets, pair_offsets)
+    rows, cols, pair_of_value = block_coo(pair_i, pair_j, orbital_counts)
     atoms = np.arange(len(orbital_counts))
-    onsite_offsets = np.concatenate([[0], np.cumsum(orbital_counts**2)]).astype(np.int64)
-    orow, ocol, _ = block_coo(atoms, atoms, orbital_counts, offsets, onsite_offsets)
+    orow, ocol, _ = block_coo(atoms, atoms, orbital_counts)
 
     lead = bloch_kMM.shape[:-3]
     pair_values = np.empty(lead + (len(rows),))

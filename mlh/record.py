@@ -245,17 +245,12 @@ class HamiltonianRecord:
     @cached_property
     def _pair_coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row, column (global orbital indices) and pair index of every pair value."""
-        return block_coo(
-            self.pair_i, self.pair_j, self.orbital_counts, self.orbital_offsets,
-            self.pair_value_offsets,
-        )
+        return block_coo(self.pair_i, self.pair_j, self.orbital_counts)
 
     @cached_property
     def _onsite_coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         atoms = np.arange(self.n_atoms)
-        return block_coo(
-            atoms, atoms, self.orbital_counts, self.orbital_offsets, self.onsite_value_offsets
-        )
+        return block_coo(atoms, atoms, self.orbital_counts)
 
     # ------------------------------------------------------- Bloch matrices
     def _bloch(self, pair_values: np.ndarray, onsite_values: np.ndarray, k: np.ndarray | None):
@@ -282,16 +277,13 @@ class HamiltonianRecord:
 
 
 def block_coo(
-    atom_i: np.ndarray,
-    atom_j: np.ndarray,
-    orbital_counts: np.ndarray,
-    orbital_offsets: np.ndarray,
-    value_offsets: np.ndarray,
+    atom_i: np.ndarray, atom_j: np.ndarray, orbital_counts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Global (row, col, block index) of every value of row-major blocks (i, j)."""
-    n_rows = orbital_counts[atom_i]
+    """Global (row, col, block index) of every value of concatenated row-major blocks (i, j)."""
+    orbital_offsets = np.concatenate([[0], np.cumsum(orbital_counts)])
     n_cols = orbital_counts[atom_j]
-    sizes = n_rows * n_cols
+    sizes = orbital_counts[atom_i] * n_cols
+    value_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     block = np.repeat(np.arange(len(atom_i)), sizes)
     local = np.arange(int(value_offsets[-1])) - value_offsets[block]
     rows = orbital_offsets[atom_i][block] + local // n_cols[block]

@@ -7,12 +7,12 @@ job never leaves a partial record behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from mlh.atomic import atomic_output
 from mlh.basis import Basis, SpeciesBasis
 from mlh.errors import MLHError
 from mlh.record import SCHEMA_VERSION, HamiltonianRecord, Labels
@@ -144,15 +144,8 @@ def record_from_dataset(ds: xr.Dataset) -> HamiltonianRecord:
 def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write any Dataset to NetCDF4 at `path` atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         dataset.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from ase.data import chemical_symbols
 
+from mlh.atomic import atomic_output
 from mlh.errors import MLHError
 from mlh.record import HamiltonianRecord
 from mlh.record_io import read_record
@@ -100,8 +101,7 @@ def plot_decay(paths: list[Path], output: Path) -> Path:
     ax.legend(markerscale=3, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = output.with_name(f".{output.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_output(output) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(output)
     return output

@@ -84,10 +84,10 @@ def recipe(
             raise MLHError(f"--repeat {repeat!r} is not of the form 3x2 or 2x2x1") from None
     rng = np.random.default_rng(seed)
     images = [builders[name](rng, **kwargs) for _ in range(count)]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    write(tmp, images, format="extxyz")
-    tmp.replace(output)
+    from mlh.atomic import atomic_output
+
+    with atomic_output(output) as tmp:
+        write(tmp, images, format="extxyz")
     sizes = sorted({len(atoms) for atoms in images})
     typer.echo(f"{count} {name} structures ({sizes} atoms) written to {output}")
 
