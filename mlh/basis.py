@@ -14,7 +14,7 @@ import numpy as np
 
 from mlh.errors import MLHError
 
-__all__ = ["SpeciesBasis", "Basis"]
+__all__ = ["SpeciesBasis", "Basis", "same_species_basis"]
 
 MAX_ANGULAR_MOMENTUM = 3
 
@@ -94,3 +94,12 @@ class Basis:
         """Largest basis cutoff radius of each atom (Å), shape (n_atoms,)."""
         table = {s.number: s.rcut for s in self.species}
         return np.array([table[int(z)] for z in numbers], dtype=float)
+
+
+def same_species_basis(a: SpeciesBasis, b: SpeciesBasis) -> bool:
+    """Same radial functions: equal ls and labels, cutoffs within 1e-6 Å."""
+    return (
+        a.ls == b.ls
+        and a.labels == b.labels
+        and np.allclose(a.rcuts, b.rcuts, rtol=0, atol=1e-6)
+    )

@@ -1,0 +1,167 @@
+"""Training samples from records, and padded batches with bounded shapes.
+
+A `Sample` is one structure's graph with its target irreps (eV). `collate` joins
+samples into one padded graph (`Batch`): atom arrays padded to a multiple of
+`atoms_multiple` (with at least one padding atom), edge and bond arrays to a multiple
+of `edges_multiple`. Padding edges and bonds join the last padding atom to itself with
+a vector far beyond every cutoff, so they contribute exactly nothing, and the masks
+keep them out of the loss. Padded shapes come from a small set, which bounds the
+number of compilations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from mlh.basis import same_species_basis
+from mlh.errors import MLHError
+from mlh.graph import StructureGraph, build_graph
+from mlh.layouts import OutputLayouts
+from mlh.record import HamiltonianRecord
+from mlh.record_io import read_record
+from mlh.targets import onsite_targets, pair_targets
+
+__all__ = ["PAD_DISTANCE", "Sample", "Batch", "record_files", "make_sample", "load_samples", "collate"]
+
+PAD_DISTANCE = 1000.0
+"""Length (Å) of padding edge and bond vectors; far beyond any cutoff."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One structure: its graph and targets (float32 irreps, eV)."""
+
+    name: str
+    graph: StructureGraph
+    onsite: np.ndarray
+    offsite: np.ndarray
+
+
+class Batch(NamedTuple):
+    """A padded graph of one or more structures (arrays ready for jax).
+
+    Shapes: atoms Na, edges Ne, bonds Nb (all padded); irreps (2, L, F).
+    """
+
+    species: np.ndarray
+    edge_center: np.ndarray
+    edge_neighbor: np.ndarray
+    edge_vector: np.ndarray
+    bond_i: np.ndarray
+    bond_j: np.ndarray
+    bond_vector: np.ndarray
+    atom_mask: np.ndarray
+    bond_mask: np.ndarray
+    onsite_target: np.ndarray
+    offsite_target: np.ndarray
+
+
+def record_files(paths: Sequence[Path]) -> list[Path]:
+    """Record files (*.nc) of files and folders, sorted per folder; MLHError if none or missing."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(p for p in sorted(path.glob("*.nc")) if p.name != "scale_shift.nc")
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise MLHError(f"{path}: no such file or folder")
+    if not files:
+        raise MLHError(f"no records (*.nc) in {', '.join(map(str, paths))}")
+    return files
+
+
+def make_sample(
+    record: HamiltonianRecord,
+    layouts: OutputLayouts,
+    atom_cutoff: float,
+    bond_cutoff: float,
+    name: str = "record",
+) -> Sample:
+    """Graph and targets of one record; MLHError for unknown species, bad basis or geometry."""
+    species = layouts.species_index(record.numbers, name)
+    for number in set(record.numbers.tolist()):
+        if not same_species_basis(record.basis.for_number(number), layouts.basis.for_number(number)):
+            raise MLHError(f"{name}: the basis of species {number} differs from the model's")
+    graph = build_graph(species, record.positions, record.cell, record.pbc, atom_cutoff, bond_cutoff, name)
+    return Sample(
+        name=name,
+        graph=graph,
+        onsite=onsite_targets(record, species, layouts, name).astype(np.float32),
+        offsite=pair_targets(record, graph, layouts, name).astype(np.float32),
+    )
+
+
+def load_samples(
+    files: Sequence[Path], layouts: OutputLayouts, atom_cutoff: float, bond_cutoff: float
+) -> list[Sample]:
+    """Samples of record files (read one at a time)."""
+    return [
+        make_sample(read_record(path), layouts, atom_cutoff, bond_cutoff, str(path)) for path in files
+    ]
+
+
+def _padded(n: int, multiple: int, extra: int = 0) -> int:
+    return -(-(n + extra) // multiple) * multiple
+
+
+def collate(
+    samples: Sequence[Sample],
+    atoms_multiple: int,
+    edges_multiple: int,
+    bond_fraction: float = 1.0,
+    rng: np.random.Generator | None = None,
+) -> Batch:
+    """One padded Batch of `samples`; with bond_fraction < 1 a random subset of bonds is kept."""
+    species, centers, neighbors, edge_vectors = [], [], [], []
+    bond_i, bond_j, bond_vectors, onsite, offsite = [], [], [], [], []
+    offset = 0
+    for sample in samples:
+        graph = sample.graph
+        keep = np.arange(graph.n_bonds)
+        if bond_fraction < 1.0:
+            n_keep = max(1, int(round(bond_fraction * graph.n_bonds)))
+            keep = np.sort(rng.choice(graph.n_bonds, size=n_keep, replace=False))
+        species.append(graph.species)
+        centers.append(graph.edge_center + offset)
+        neighbors.append(graph.edge_neighbor + offset)
+        edge_vectors.append(graph.edge_vector)
+        bond_i.append(graph.bond_i[keep] + offset)
+        bond_j.append(graph.bond_j[keep] + offset)
+        bond_vectors.append(graph.bond_vector[keep])
+        onsite.append(sample.onsite)
+        offsite.append(sample.offsite[keep])
+        offset += graph.n_atoms
+    n_atoms = offset
+    n_edges = sum(map(len, centers))
+    n_bonds = sum(map(len, bond_i))
+    atoms_pad = _padded(n_atoms, atoms_multiple, extra=1)
+    edges_pad = _padded(n_edges, edges_multiple)
+    bonds_pad = _padded(n_bonds, edges_multiple)
+    dummy = atoms_pad - 1
+    far = np.array([PAD_DISTANCE, 0.0, 0.0])
+
+    def pad(parts, total, fill):
+        array = np.concatenate(parts) if parts else np.zeros((0, *np.shape(fill)))
+        padding = np.broadcast_to(fill, (total - len(array), *np.shape(fill)))
+        return np.concatenate([array, padding.astype(array.dtype)])
+
+    irreps_on, irreps_off = samples[0].onsite.shape[1:], samples[0].offsite.shape[1:]
+    return Batch(
+        species=pad(species, atoms_pad, np.int32(0)).astype(np.int32),
+        edge_center=pad(centers, edges_pad, np.int32(dummy)).astype(np.int32),
+        edge_neighbor=pad(neighbors, edges_pad, np.int32(dummy)).astype(np.int32),
+        edge_vector=pad(edge_vectors, edges_pad, far).astype(np.float32),
+        bond_i=pad(bond_i, bonds_pad, np.int32(dummy)).astype(np.int32),
+        bond_j=pad(bond_j, bonds_pad, np.int32(dummy)).astype(np.int32),
+        bond_vector=pad(bond_vectors, bonds_pad, far).astype(np.float32),
+        atom_mask=(np.arange(atoms_pad) < n_atoms).astype(np.float32),
+        bond_mask=(np.arange(bonds_pad) < n_bonds).astype(np.float32),
+        onsite_target=pad(onsite, atoms_pad, np.zeros(irreps_on, np.float32)),
+        offsite_target=pad(offsite, bonds_pad, np.zeros(irreps_off, np.float32)),
+    )

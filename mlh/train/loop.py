@@ -1,0 +1,242 @@
+"""The training loop (`mlh train`): epochs of padded batches, validation, checkpoints, metrics.
+
+Run folder (`config.output`):
+- `checkpoint.msgpack`: state after the last finished epoch; a re-run resumes from it;
+- `metrics.csv`: one row per epoch (losses, matrix-element MAE in meV on-site / off-site /
+  per species pair on the validation set, learning-rate scale, time, compilations);
+- `model/`: the predictor with the lowest validation loss so far (`mlh.predictor`);
+- `config.yaml`: the configuration used.
+Training runs in float32 on JAX's default device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mlh.analyze import SCALE_SHIFT_FILE, dataset_basis, fit_from_samples
+from mlh.atomic import atomic_output
+from mlh.config import DataConfig, TrainConfig
+from mlh.data import Sample, collate, load_samples, record_files
+from mlh.errors import MLHError
+from mlh.layouts import OutputLayouts
+from mlh.predictor import Predictor
+from mlh.scale_shift import read_scale_shift
+from mlh.targets import onsite_blocks, pair_blocks
+from mlh.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+
+__all__ = ["split_files", "block_errors", "train"]
+
+
+def split_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
+    """Training and validation record files (validation split off when no valid_path)."""
+    train_files = record_files(data.train_path)
+    if data.valid_path:
+        valid_files = record_files(data.valid_path)
+    else:
+        order = np.random.default_rng(data.split_seed).permutation(len(train_files))
+        n_valid = int(round(data.valid_fraction * len(train_files)))
+        valid_files = [train_files[i] for i in sorted(order[:n_valid])]
+        train_files = [train_files[i] for i in sorted(order[n_valid:])]
+    train_files = train_files[: data.n_train]
+    valid_files = valid_files[: data.n_valid]
+    if not train_files:
+        raise MLHError("no training records left after the validation split")
+    return train_files, valid_files
+
+
+def block_errors(
+    onsite: np.ndarray, offsite: np.ndarray, sample: Sample, layouts: OutputLayouts
+) -> dict[str, np.ndarray]:
+    """Absolute matrix-element errors (eV) of predicted irreps, keyed 'onsite', 'offsite' and 'A-B'."""
+    from ase.data import chemical_symbols
+
+    graph = sample.graph
+    species = graph.species
+    si, sj = species[graph.bond_i], species[graph.bond_j]
+    on_error = [
+        np.abs(p - t)
+        for p, t in zip(onsite_blocks(onsite, species, layouts), onsite_blocks(sample.onsite, species, layouts))
+    ]
+    off_error = [
+        np.abs(p - t)
+        for p, t in zip(pair_blocks(offsite, si, sj, layouts), pair_blocks(sample.offsite, si, sj, layouts))
+    ]
+    errors = {"onsite": np.concatenate(on_error), "offsite": np.concatenate(off_error)}
+    names = [chemical_symbols[z] for z in layouts.numbers]
+    kinds = [tuple(sorted((a, a))) for a in species] + [tuple(sorted(p)) for p in zip(si, sj)]
+    for kind, error in zip(kinds, on_error + off_error):
+        key = f"{names[kind[0]]}-{names[kind[1]]}"
+        errors.setdefault(key, [])
+        errors[key].append(error)
+    return {k: (np.concatenate(v) if isinstance(v, list) else v) for k, v in errors.items()}
+
+
+def _scale_shift(config: TrainConfig, layouts: OutputLayouts, samples: Sequence[Sample], log: Callable):
+    """Statistics from `mlh analyze` beside the first training folder, else fitted now."""
+    folder = Path(config.data.train_path[0])
+    path = folder / SCALE_SHIFT_FILE if folder.is_dir() else folder.parent / SCALE_SHIFT_FILE
+    if path.exists():
+        stats = read_scale_shift(path)
+        if tuple(stats.numbers.tolist()) == layouts.numbers and np.isclose(
+            stats.shift_centres[-1], config.model.bond_centered.cutoff, atol=0.5
+        ):
+            log(f"scale-shift statistics from {path} ({stats.n_structures} structures)")
+            return stats
+        log(f"{path} does not match this model's species or cutoff; fitting the statistics again")
+    return fit_from_samples(samples, layouts, config.model.bond_centered.cutoff)
+
+
+class _Steps:
+    """Jitted training and prediction steps; counts compilations (distinct padded shapes)."""
+
+    def __init__(self, predictor: Predictor, config: TrainConfig):
+        import jax
+        import optax
+
+        from mlh.train.loss import irreps_loss
+        from mlh.train.optim import make_optimizer
+
+        model = predictor.model
+        self.optimizer = make_optimizer(config.optimizer)
+        self.shapes: set[tuple] = set()
+
+        def predict(params, batch, tables):
+            return model.apply(
+                params, batch.species, batch.edge_center, batch.edge_neighbor, batch.edge_vector,
+                batch.bond_i, batch.bond_j, batch.bond_vector, tables,
+            )
+
+        def loss_fn(params, batch, tables):
+            onsite, offsite = predict(params, batch, tables)
+            return irreps_loss(onsite, offsite, batch, tables, config.loss)
+
+        def train_step(params, opt_state, batch, tables):
+            (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, tables)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params, value=loss)
+            return optax.apply_updates(params, updates), opt_state, loss, parts
+
+        def evaluate(params, batch, tables):
+            onsite, offsite = predict(params, batch, tables)
+            loss, parts = irreps_loss(onsite, offsite, batch, tables, config.loss)
+            return onsite, offsite, loss, parts
+
+        self._train = jax.jit(train_step)
+        self._evaluate = jax.jit(evaluate)
+
+    def _count(self, kind: str, batch) -> None:
+        self.shapes.add((kind, batch.species.shape[0], batch.edge_center.shape[0], batch.bond_i.shape[0]))
+
+    def train(self, params, opt_state, batch, tables):
+        self._count("train", batch)
+        return self._train(params, opt_state, batch, tables)
+
+    def evaluate(self, params, batch, tables):
+        self._count("evaluate", batch)
+        return self._evaluate(params, batch, tables)
+
+
+def _validate(steps: _Steps, params, samples: Sequence[Sample], predictor: Predictor, config: TrainConfig, tables):
+    """Validation loss and matrix-element MAE (meV) per kind and species pair."""
+    data = config.data
+    losses, errors = [], {}
+    for start in range(0, len(samples), data.valid_batch_size):
+        group = samples[start : start + data.valid_batch_size]
+        batch = collate(group, data.atoms_pad_multiple, data.nl_pad_multiple)
+        onsite, offsite, loss, _ = steps.evaluate(params, batch, tables)
+        losses.append(float(loss))
+        onsite, offsite = np.asarray(onsite, np.float64), np.asarray(offsite, np.float64)
+        atom, bond = 0, 0
+        for sample in group:
+            n, b = sample.graph.n_atoms, sample.graph.n_bonds
+            parts = block_errors(onsite[atom : atom + n], offsite[bond : bond + b], sample, predictor.layouts)
+            for key, value in parts.items():
+                errors.setdefault(key, []).append(value)
+            atom, bond = atom + n, bond + b
+    row = {"valid_loss": float(np.mean(losses))}
+    for key, value in errors.items():
+        row[f"mae_{key}_meV"] = 1000.0 * float(np.concatenate(value).mean())
+    return row
+
+
+def _write_metrics(history: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in history]
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None] = print) -> Predictor:
+    """Train (or resume training) as configured; returns the best predictor (also saved).
+
+    Raises:
+        MLHError: bad data (unknown species, mismatched basis, missing files) or a
+            corrupt checkpoint.
+    """
+    import jax
+    from tqdm import tqdm
+
+    from mlh.train.optim import learning_rate_scale
+
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_output(output / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+    train_files, valid_files = split_files(config.data)
+    layouts = OutputLayouts.from_basis(dataset_basis(train_files))
+    atom_cutoff = config.model.atom_centered.radial_basis.cutoff
+    bond_cutoff = config.model.bond_centered.cutoff
+    train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff)
+    valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff)
+    log(f"{len(train_samples)} training and {len(valid_samples)} validation structures")
+    stats = _scale_shift(config, layouts, train_samples, log)
+    predictor = Predictor.initialise(config.model, layouts, stats, config.seed)
+    log(f"{predictor.n_parameters} parameters; device {jax.devices()[0].platform}")
+    tables = predictor.tables()
+    steps = _Steps(predictor, config)
+
+    state = TrainState(predictor.params, steps.optimizer.init(predictor.params), 0, [])
+    checkpoint = output / "checkpoint.msgpack"
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, state)
+        log(f"resuming after epoch {state.epoch}")
+    best = min((row["valid_loss"] for row in state.history if "valid_loss" in row), default=np.inf)
+
+    data = config.data
+    params, opt_state, history = state.params, state.opt_state, list(state.history)
+    for epoch in range(state.epoch + 1, config.n_epochs + 1):
+        start = time.perf_counter()
+        rng = np.random.default_rng([data.split_seed, epoch])
+        order = rng.permutation(len(train_samples))
+        batches = range(0, len(order), data.batch_size)
+        losses = []
+        for first in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+            group = [train_samples[i] for i in order[first : first + data.batch_size]]
+            batch = collate(group, data.atoms_pad_multiple, data.nl_pad_multiple, data.bond_fraction, rng)
+            params, opt_state, loss, _ = steps.train(params, opt_state, batch, tables)
+            losses.append(float(loss))
+        row = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "lr_scale": learning_rate_scale(opt_state),
+            "epoch_seconds": round(time.perf_counter() - start, 3),
+            "compilations": len(steps.shapes),
+        }
+        if valid_samples and (epoch % config.valid_every == 0 or epoch == config.n_epochs):
+            row.update(_validate(steps, params, valid_samples, predictor, config, tables))
+            if row["valid_loss"] < best:
+                best = row["valid_loss"]
+                predictor.with_params(params, {"epoch": epoch, **row}).save(output / "model")
+        history.append(row)
+        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if epoch % config.checkpoint_every == 0 or epoch == config.n_epochs:
+            save_checkpoint(TrainState(params, opt_state, epoch, history), checkpoint)
+            _write_metrics(history, output / "metrics.csv")
+    if not valid_samples:
+        predictor.with_params(params, history[-1] if history else {}).save(output / "model")
+    return Predictor.load(output / "model")
