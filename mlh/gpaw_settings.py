@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlh.errors import MLHError
 
-__all__ = ["GPAWSettings", "load_settings"]
+__all__ = ["GPAWSettings", "load_settings", "settings_from_provenance"]
 
 
 class GPAWSettings(BaseModel):
@@ -96,3 +96,13 @@ def load_settings(path: Path | None, **overrides: Any) -> GPAWSettings:
         first = err.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise MLHError(f"{path or 'settings'}: {where}: {first['msg']}") from None
+
+
+def settings_from_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The xc, basis and setups a GPAW-made record was computed with (JSON-able dict)."""
+    try:
+        setups = yaml.safe_load(str(provenance.get("setups", "{}"))) or {}
+        return {"xc": str(provenance["xc"]), "basis": str(provenance["basis"]),
+                "setups": {str(k): str(v) for k, v in dict(setups).items()}}
+    except (KeyError, yaml.YAMLError, TypeError, ValueError) as err:
+        raise MLHError(f"record provenance lacks the GPAW settings ({err})") from None

@@ -5,30 +5,14 @@ Heavy imports (GPAW, JAX) happen inside the commands, not at import time.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from mlh.cli.app import app
+from mlh.cli.app import reports_errors as _reports_errors
 from mlh.errors import MLHError
-
-app = typer.Typer(help="Machine-learned DFT Hamiltonians: reference data and tools.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-def _reports_errors(command):
-    """Turn MLHError into one line on stderr and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except MLHError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 @app.command()
@@ -132,3 +116,6 @@ def summarize(
         write_dataset(summary, table)
     if plot is not None:
         typer.echo(f"figure: {plot_decay(paths, plot)}")
+
+
+from mlh.cli import predictor_commands  # noqa: E402,F401  (registers template/analyze/train/infer/evaluate)

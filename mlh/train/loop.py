@@ -23,8 +23,10 @@ from mlh.atomic import atomic_output
 from mlh.config import DataConfig, TrainConfig
 from mlh.data import Sample, collate, load_samples, record_files
 from mlh.errors import MLHError
+from mlh.gpaw_settings import settings_from_provenance
 from mlh.layouts import OutputLayouts
 from mlh.predictor import Predictor
+from mlh.record_io import read_record
 from mlh.scale_shift import read_scale_shift
 from mlh.targets import onsite_blocks, pair_blocks
 from mlh.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -195,7 +197,13 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
     valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff)
     log(f"{len(train_samples)} training and {len(valid_samples)} validation structures")
     stats = _scale_shift(config, layouts, train_samples, log)
-    predictor = Predictor.initialise(config.model, layouts, stats, config.seed)
+    metadata = {
+        "gpaw": settings_from_provenance(read_record(train_files[0]).provenance),
+        "n_train": len(train_samples),
+        "n_valid": len(valid_samples),
+    }
+    initial = Predictor.initialise(config.model, layouts, stats, config.seed)
+    predictor = initial.with_params(initial.params, metadata)
     log(f"{predictor.n_parameters} parameters; device {jax.devices()[0].platform}")
     tables = predictor.tables()
     steps = _Steps(predictor, config)
@@ -231,12 +239,14 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
             row.update(_validate(steps, params, valid_samples, predictor, config, tables))
             if row["valid_loss"] < best:
                 best = row["valid_loss"]
-                predictor.with_params(params, {"epoch": epoch, **row}).save(output / "model")
+                predictor.with_params(params, {**metadata, "best": row}).save(output / "model")
         history.append(row)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if epoch % config.checkpoint_every == 0 or epoch == config.n_epochs:
             save_checkpoint(TrainState(params, opt_state, epoch, history), checkpoint)
             _write_metrics(history, output / "metrics.csv")
     if not valid_samples:
-        predictor.with_params(params, history[-1] if history else {}).save(output / "model")
+        predictor.with_params(params, {**metadata, "last": history[-1] if history else {}}).save(
+            output / "model"
+        )
     return Predictor.load(output / "model")

@@ -1,0 +1,149 @@
+"""`mlh template | analyze | train | infer | evaluate`: the predictor's commands.
+
+Each parses its arguments, calls one library function and reports; JAX is imported
+inside the commands. The model runs in float32; metrics are computed in float64 numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlh.cli.app import app, reports_errors
+from mlh.errors import MLHError
+
+
+@app.command()
+@reports_errors
+def template(
+    kind: Annotated[str, typer.Argument(help="What to write a template for: train.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="YAML file to write.")] = Path("train.yaml"),
+) -> None:
+    """Write a commented configuration template (defaults: GEARS H listings S3.1-S3.6)."""
+    from mlh.config import write_template
+
+    if kind != "train":
+        raise MLHError(f"unknown template {kind!r}; choose from ['train']")
+    write_template(output)
+    typer.echo(f"training template written to {output}")
+
+
+@app.command()
+@reports_errors
+def analyze(
+    dataset: Annotated[list[Path], typer.Argument(help="Record folders or files.")],
+    config: Annotated[Optional[Path], typer.Option(help="Training YAML (for the cutoffs).")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Statistics file; default DATASET/scale_shift.nc.")
+    ] = None,
+) -> None:
+    """Fit the scale-shift statistics of a dataset and store them with the data."""
+    from mlh.analyze import SCALE_SHIFT_FILE, analyze_files
+    from mlh.config import TrainConfig, load_config
+    from mlh.data import record_files
+    from mlh.scale_shift import write_scale_shift
+
+    model = (load_config(config) if config else TrainConfig()).model
+    files = record_files(dataset)
+    layouts, stats, sizes = analyze_files(files, model)
+    first = Path(dataset[0])
+    target = output or (first if first.is_dir() else first.parent) / SCALE_SHIFT_FILE
+    write_scale_shift(stats, target)
+    typer.echo(
+        f"{len(files)} structures, species {list(layouts.numbers)}, "
+        f"atoms {int(sizes.n_atoms.min())}-{int(sizes.n_atoms.max())}, "
+        f"edges {int(sizes.n_edges.min())}-{int(sizes.n_edges.max())}, "
+        f"bonds {int(sizes.n_bonds.min())}-{int(sizes.n_bonds.max())}"
+    )
+    typer.echo(f"scale-shift statistics written to {target}")
+
+
+@app.command("train")
+@reports_errors
+def train_command(
+    config: Annotated[Path, typer.Argument(help="Training YAML (see `mlh template train`).")],
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a model; re-running resumes from the last checkpoint in the run folder."""
+    from mlh.config import load_config
+    from mlh.train import train
+
+    settings = load_config(config)
+    predictor = train(settings, progress=progress, log=typer.echo)
+    typer.echo(f"model with {predictor.n_parameters} parameters in {settings.output / 'model'}")
+
+
+@app.command()
+@reports_errors
+def infer(
+    model: Annotated[Path, typer.Argument(help="Model folder (RUN/model).")],
+    structures: Annotated[list[Path], typer.Argument(help="ASE-readable files or records (*.nc).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for predicted records.")],
+    device: Annotated[str, typer.Option(help="cpu (default) or gpu.")] = "cpu",
+    atom_chunk: Annotated[int, typer.Option(min=1, help="Atoms per step.")] = 256,
+    bond_chunk: Annotated[int, typer.Option(min=1, help="Bonds per step.")] = 4096,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Predict Hamiltonian records (H from the model, S exact) for every structure.
+
+    Existing outputs are skipped, so a killed batch resumes; failures are listed and
+    give exit code 1 after the other structures are done.
+    """
+    from mlh.infer import InferenceOptions, infer_files
+    from mlh.predictor import Predictor
+
+    if device not in ("cpu", "gpu"):
+        raise MLHError(f"unknown device {device!r}; choose cpu or gpu")
+    predictor = Predictor.load(model)
+    options = InferenceOptions(atom_chunk=atom_chunk, bond_chunk=bond_chunk, device=device)
+    results = infer_files(predictor, structures, output, options, progress)
+    failed = [r for r in results if r.error]
+    for result in failed:
+        typer.echo(f"failed: {result.name}: {result.error}", err=True)
+    typer.echo(f"{len(results) - len(failed)} records in {output}, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model folder (RUN/model).")],
+    dataset: Annotated[list[Path], typer.Argument(help="Reference record folders or files.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="NetCDF file of the metrics.")],
+    plot: Annotated[Optional[Path], typer.Option(help="Figure of the error distributions (PNG).")] = None,
+    window: Annotated[float, typer.Option(help="Eigenvalue window around E_F (eV).")] = 5.0,
+    device: Annotated[str, typer.Option(help="cpu (default) or gpu.")] = "cpu",
+) -> None:
+    """H MAE (all / on-site / off-site / species pair), eigenvalue MAE within E_F +- window,
+    and the eigenvalue-spectrum relative L1 error of a model on reference records."""
+    from mlh.data import record_files
+    from mlh.infer import InferenceOptions, predict_record
+    from mlh.metrics import evaluate_pairs, plot_evaluation
+    from mlh.predictor import Predictor
+    from mlh.record_io import read_record, write_dataset
+
+    predictor = Predictor.load(model)
+    options = InferenceOptions(device=device)
+
+    def pairs():
+        for path in record_files(dataset):
+            reference = read_record(path)
+            yield path.stem, predict_record(predictor, reference, str(path), options), reference
+
+    result = evaluate_pairs(pairs(), window=window)
+    result.attrs["model"] = str(model)
+    write_dataset(result, output)
+    if plot is not None:
+        plot_evaluation(result, plot)
+    summary = {
+        "H MAE (meV)": 1000 * float(result["mae_all"]),
+        "on-site MAE (meV)": 1000 * float(result["mae_onsite"]),
+        "off-site MAE (meV)": 1000 * float(result["mae_offsite"]),
+        f"eigenvalue MAE within E_F +- {window} eV (meV)": 1000 * float(result["eigenvalue_mae_window"]),
+    }
+    typer.echo(json.dumps(summary, indent=1))
+    typer.echo(f"metrics written to {output}")
