@@ -257,13 +257,15 @@ class HamiltonianRecord:
         n = self.n_orbitals
         rows, cols, pair_of_value = self._pair_coo
         orow, ocol, _ = self._onsite_coo
-        onsite = sp.coo_matrix((onsite_values, (orow, ocol)), shape=(n, n))
+        onsite = sp.coo_matrix((onsite_values, (orow, ocol)), shape=(n, n)).tocsr()
+        # Repeated entries (several images R) are summed once in `upper`; adding its
+        # transpose before the on-site part keeps H exactly symmetric (Hermitian).
         if k is None:
-            upper = sp.coo_matrix((pair_values, (rows, cols)), shape=(n, n))
-            return (onsite + upper + upper.T).tocsr()
+            upper = sp.coo_matrix((pair_values, (rows, cols)), shape=(n, n)).tocsr()
+            return (onsite + (upper + upper.T)).tocsr()
         phase = np.exp(2j * np.pi * (self.pair_shift @ np.asarray(k, dtype=float)))
-        upper = sp.coo_matrix((pair_values * phase[pair_of_value], (rows, cols)), shape=(n, n))
-        return (onsite.astype(complex) + upper + upper.conj().T).tocsr()
+        upper = sp.coo_matrix((pair_values * phase[pair_of_value], (rows, cols)), shape=(n, n)).tocsr()
+        return (onsite.astype(complex) + (upper + upper.conj().T)).tocsr()
 
     def overlap_k(self, k: np.ndarray | None = None) -> sp.csr_matrix:
         """Sparse S(k) = sum_R exp(2 pi i k.R) S(R); k reduced, None for the real Γ matrix."""

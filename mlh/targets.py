@@ -68,11 +68,15 @@ def pair_targets(
 
 
 def onsite_blocks(irreps: np.ndarray, species: np.ndarray, layouts: OutputLayouts) -> list[np.ndarray]:
-    """Row-major flattened on-site blocks (eV) of irreps (N, 2, L, F), one per atom."""
+    """Row-major flattened on-site blocks (eV) of irreps (N, 2, L, F), one per atom.
+
+    Blocks are symmetrised as (B + B^T)/2, which makes them exactly symmetric (the irreps
+    of a symmetric block give one only up to rounding).
+    """
     blocks: list[np.ndarray] = [np.empty(0)] * len(species)
     for a, _, atoms in _groups(species, species):
         for atom, block in zip(atoms, irreps_to_blocks(irreps[atoms], layouts.onsite_layout(a))):
-            blocks[atom] = block.ravel()
+            blocks[atom] = (0.5 * (block + block.T)).ravel()
     return blocks
 
 

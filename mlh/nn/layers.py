@@ -35,10 +35,10 @@ def _degree_matrix(n_components: int) -> np.ndarray:
 class EquivariantLayerNorm(nn.Module):
     """Layer norm of one item's features, equivariant under rotations.
 
-    Even scalars get an ordinary layer norm over the features; every other
-    (parity, degree) channel is divided by its root-mean-square norm over the
-    features. A learned scale per (parity, degree, feature) follows, and a learned
-    bias on the even scalars.
+    Even scalars get an ordinary layer norm over the features; all other channels
+    together are divided by one root-mean-square norm (one per item: a separate norm
+    per channel would amplify channels that are zero up to rounding). A learned scale
+    per (parity, degree, feature) follows, and a learned bias on the even scalars.
     """
 
     @nn.compact
@@ -48,9 +48,10 @@ class EquivariantLayerNorm(nn.Module):
         scalars = x[..., 0:1, 0:1, :]
         centred = scalars - scalars.mean(axis=-1, keepdims=True)
         scalars = centred / jnp.sqrt((centred**2).mean(axis=-1, keepdims=True) + _EPSILON)
-        squared = jnp.einsum("...pcf,cd->...pdf", x**2, to_degree).mean(axis=-1, keepdims=True)
-        rms = jnp.einsum("...pdf,cd->...pcf", jnp.sqrt(squared + _EPSILON), to_degree)
-        normalised = x / rms
+        nonscalar = x.at[..., 0, 0, :].set(0.0)
+        n_channels = n_parity * to_degree.shape[1] - 1
+        squared = (nonscalar**2).sum(axis=(-3, -2, -1), keepdims=True) / (n_features * max(n_channels, 1))
+        normalised = nonscalar / jnp.sqrt(squared + _EPSILON)
         normalised = normalised.at[..., 0:1, 0:1, :].set(scalars)
         scale = self.param("scale", nn.initializers.ones, (n_parity, to_degree.shape[1], n_features))
         bias = self.param("bias", nn.initializers.zeros, (n_features,))

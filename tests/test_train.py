@@ -1,0 +1,102 @@
+"""Training on tiny real GPAW datasets: the loss falls, resuming is exact, one structure overfits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlh.config import TrainConfig
+from mlh.errors import MLHError
+from mlh.infer import predict_record
+from mlh.metrics import matrix_element_errors
+from mlh.record_io import write_record
+from mlh.train import train
+
+TINY_MODEL = {
+    "atom_centered": {
+        "radial_basis": {"cutoff": 6.0, "num_radial": 8, "max_degree": 2, "num_elemental_embedding": 8},
+        "max_tensordense_degree": 2,
+        "num_tensordense_features": 8,
+    },
+    "bond_centered": {"cutoff": 6.0, "max_degree": 2, "expansion_num": 8, "expansion_max_degree": 2},
+    "mlp": {"layer_widths": [16, 16]},
+}
+
+
+def tiny_config(tmp_path, records, **overrides) -> TrainConfig:
+    data = {
+        "train_path": [str(p) for p in records],
+        "valid_path": [str(records[0])],
+        "atoms_pad_multiple": 8,
+        "nl_pad_multiple": 256,
+        "bond_fraction": 1.0,
+    }
+    data.update(overrides.pop("data", {}))
+    return TrainConfig.model_validate(
+        {"output": str(tmp_path / "run"), "n_epochs": 4, "data": data, "model": TINY_MODEL, **overrides}
+    )
+
+
+@pytest.fixture(scope="module")
+def wse2_files(gpaw_records, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wse2_records")
+    _, record = gpaw_records("wse2")
+    return [write_record(record, folder / "wse2.nc")]
+
+
+@pytest.fixture(scope="module")
+def water_files(gpaw_records, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("water_records")
+    _, record = gpaw_records("water")
+    return [write_record(record, folder / "water.nc")]
+
+
+def _history(folder):
+    lines = (folder / "metrics.csv").read_text().splitlines()
+    keys = lines[0].split(",")
+    return [dict(zip(keys, line.split(","))) for line in lines[1:]]
+
+
+def test_loss_falls_and_resume_is_exact(tmp_path, wse2_files):
+    config = tiny_config(tmp_path / "straight", wse2_files, optimizer={"name": "adam", "lr": 0.005})
+    straight = train(config, progress=False, log=lambda _: None)
+    losses = [float(row["train_loss"]) for row in _history(config.output)]
+    assert losses[-1] < 0.75 * losses[0]
+    assert all(b < a for a, b in zip(losses, losses[1:]))
+    assert int(_history(config.output)[-1]["compilations"]) <= 2
+
+    interrupted = tiny_config(tmp_path / "resumed", wse2_files, n_epochs=2, optimizer={"name": "adam", "lr": 0.005})
+    train(interrupted, progress=False, log=lambda _: None)
+    resumed = train(interrupted.model_copy(update={"n_epochs": 4}), progress=False, log=lambda _: None)
+    for a, b in zip(_leaves(straight.params), _leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _leaves(params):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path, wse2_files):
+    config = tiny_config(tmp_path, wse2_files, n_epochs=1)
+    (config.output).mkdir(parents=True)
+    (config.output / "checkpoint.msgpack").write_bytes(b"not a checkpoint")
+    with pytest.raises(MLHError, match="checkpoint.msgpack: corrupt"):
+        train(config, progress=False, log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_overfits_one_structure_below_1_meV(tmp_path, water_files, gpaw_records):
+    config = tiny_config(
+        tmp_path,
+        water_files,
+        n_epochs=1500,
+        valid_every=1500,
+        checkpoint_every=1500,
+        optimizer={"name": "adam", "lr": 0.003, "schedule": {"name": "constant"}},
+    )
+    predictor = train(config, progress=False, log=lambda _: None)
+    _, reference = gpaw_records("water")
+    errors = matrix_element_errors(predict_record(predictor, reference), reference)
+    assert float(errors["mae_all"]) < 1e-3
