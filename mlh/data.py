@@ -66,7 +66,10 @@ def record_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(p for p in sorted(path.glob("*.nc")) if p.name != "scale_shift.nc")
+            files.extend(
+                p for p in sorted(path.glob("*.nc"))
+                if p.name != "scale_shift.nc" and not p.name.startswith(".")  # skip temporary files
+            )
         elif path.is_file():
             files.append(path)
         else:

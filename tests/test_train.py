@@ -94,7 +94,11 @@ def test_overfits_one_structure_below_1_meV(tmp_path, water_files, gpaw_records)
         n_epochs=1500,
         valid_every=1500,
         checkpoint_every=1500,
-        optimizer={"name": "adam", "lr": 0.003, "schedule": {"name": "constant"}},
+        optimizer={
+            "name": "adam",
+            "lr": 0.003,
+            "schedule": {"factor": 0.5, "patience": 10, "cooldown": 0, "accumulation_size": 10, "min_scale": 1e-3},
+        },
     )
     predictor = train(config, progress=False, log=lambda _: None)
     _, reference = gpaw_records("water")
