@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The bundled example: a tiny reference dataset (2 small WSe2 cells with Se vacancies,
-# 2 rattled quartz cells) computed with GPAW, then summarised (table + H-decay figure).
-# Re-running resumes: finished records are kept. About 75 s on 2 cores.
+# 2 rattled quartz cells) computed with GPAW, then summarised (table + H-decay figure);
+# then the bundled WSe2 model (examples/models/wse2_vacancies, trained on 3x2 cells by
+# examples/wse2_model.yaml) predicts the WSe2 cells' Hamiltonians (S exact) and is
+# evaluated against GPAW. Re-running resumes: finished records are kept. About 3 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-example_output}
@@ -11,3 +13,6 @@ $mlh recipe sio2 -n 2 --repeat 1x1x1 --seed 2 -o "$out/structures/quartz_small.e
 $mlh generate "$out/structures/wse2_small.extxyz" -o "$out/records" --config examples/wse2_gpaw.yaml
 $mlh generate "$out/structures/quartz_small.extxyz" -o "$out/records" --config examples/sio2_gpaw.yaml
 $mlh summarize "$out/records" --plot "$out/h_decay.png" --table "$out/summary.nc"
+model=examples/models/wse2_vacancies
+$mlh infer $model "$out/structures/wse2_small.extxyz" -o "$out/predicted" --no-progress
+$mlh evaluate $model "$out"/records/wse2_small-*.nc -o "$out/evaluation.nc" --plot "$out/evaluation.png"

@@ -167,6 +167,17 @@ def _device(name: str):
         raise MLHError("device 'gpu' requested but JAX finds no GPU") from error
 
 
+_RUNNER: list[_Runner] = []
+"""The most recent runner, reused while the same predictor and options are asked for (its
+jitted functions are compiled once, not per structure)."""
+
+
+def _runner(predictor: Predictor, options: InferenceOptions) -> _Runner:
+    if not (_RUNNER and _RUNNER[0].predictor is predictor and _RUNNER[0].options == options):
+        _RUNNER[:] = [_Runner(predictor, options)]
+    return _RUNNER[0]
+
+
 def predict_irreps(
     predictor: Predictor, graph, options: InferenceOptions = InferenceOptions()
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +185,7 @@ def predict_irreps(
     import jax
 
     with jax.default_device(_device(options.device)), jax.default_matmul_precision("highest"):
-        runner = _Runner(predictor, options)
+        runner = _runner(predictor, options)
         descriptors = runner.atom_descriptors(graph)
         return runner.onsite_irreps(descriptors, graph.species), runner.pair_irreps(descriptors, graph)
 
