@@ -26,13 +26,13 @@ def predictor() -> Predictor:
     return Predictor.load(MODEL)
 
 
-def _blocks(predictor, atoms):
+def _blocks(predictor, atoms, options=OPTIONS):
     layouts = predictor.layouts
     species = layouts.species_index(atoms.numbers)
     graph = build_graph(
         species, atoms.positions, atoms.cell.array, atoms.pbc, predictor.atom_cutoff, predictor.bond_cutoff
     )
-    onsite, offsite = predict_irreps(predictor, graph, OPTIONS)
+    onsite, offsite = predict_irreps(predictor, graph, options)
     pairs = pair_blocks(offsite, species[graph.bond_i], species[graph.bond_j], layouts)
     keyed = {
         (int(i), int(j), tuple(map(int, s))): b.reshape(
@@ -81,3 +81,20 @@ def test_trained_model_permutation_permutes_blocks(predictor):
         else:
             back = (int(new_index[j]), int(new_index[i]), tuple(-s for s in shift))
             np.testing.assert_allclose(pairs_perm[back], block.T, atol=1e-5 * scale)
+
+
+def test_trained_model_ignores_padding_chunks_and_far_atoms(predictor):
+    atoms = wse2_with_vacancies(np.random.default_rng(7), repeat=(2, 1))
+    species, on, pairs = _blocks(predictor, atoms)
+    scale = max(np.abs(b).max() for b in on)
+
+    _, on_chunked, pairs_chunked = _blocks(predictor, atoms, InferenceOptions(atom_chunk=5, bond_chunk=100))
+    far = atoms.copy()
+    far.append("Se")
+    far.positions[-1] = atoms.positions.mean(axis=0) + [0.0, 0.0, 20.0]
+    _, on_far, pairs_far = _blocks(predictor, far)
+    for other_on, other_pairs in ((on_chunked, pairs_chunked), (on_far, pairs_far)):
+        for a in range(len(atoms)):
+            np.testing.assert_allclose(other_on[a], on[a], atol=1e-6 * scale)
+        for key, block in pairs.items():
+            np.testing.assert_allclose(other_pairs[key], block, atol=1e-6 * scale)
