@@ -14,7 +14,7 @@ import xarray as xr
 
 from mlh.basis import Basis, same_species_basis
 from mlh.config import ModelConfig
-from mlh.data import Sample, make_sample
+from mlh.data import Sample, load_samples
 from mlh.errors import MLHError
 from mlh.layouts import OutputLayouts
 from mlh.record_io import read_record
@@ -71,6 +71,6 @@ def analyze_files(
     layouts = OutputLayouts.from_basis(dataset_basis(files))
     atom_cutoff = model.atom_centered.radial_basis.cutoff
     bond_cutoff = model.bond_centered.cutoff
-    samples = [make_sample(read_record(p), layouts, atom_cutoff, bond_cutoff, str(p)) for p in files]
+    samples = load_samples(files, layouts, atom_cutoff, bond_cutoff)
     stats = fit_from_samples(samples, layouts, bond_cutoff)
     return layouts, stats, sample_statistics(samples)

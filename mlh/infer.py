@@ -23,7 +23,7 @@ from mlh.basis import same_species_basis
 from mlh.errors import MLHError
 from mlh.gpaw_reference import drop_negligible_pairs, ghost_mask
 from mlh.gpaw_settings import GPAWSettings
-from mlh.graph import build_graph
+from mlh.graph import MIN_DISTANCE, build_graph, check_min_distance, neighbour_pairs
 from mlh.predictor import Predictor
 from mlh.record import HamiltonianRecord
 from mlh.targets import onsite_blocks, pair_blocks
@@ -53,6 +53,10 @@ class InferenceOptions:
     atom_chunk: int = 256
     bond_chunk: int = 4096
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "gpu"):
+            raise MLHError(f"unknown device {self.device!r}; choose cpu or gpu")
 
 
 def gpaw_settings_of(predictor: Predictor) -> GPAWSettings:
@@ -242,7 +246,8 @@ def predict_record(
     else:
         atoms = structure
         species = layouts.species_index(atoms.numbers, source)
-        build_graph(species, atoms.positions, atoms.cell.array, atoms.pbc, 0.0, 0.0, source)
+        i, j, _, vector = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
+        check_min_distance(vector, i, j, source)  # before the costlier overlap
         blocks = _overlap(atoms, predictor, source)
         base = HamiltonianRecord(
             numbers=atoms.numbers.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(),

@@ -122,12 +122,19 @@ class Predictor:
         import jax
 
         predictor = cls(config, layouts, stats, params=None, metadata={})
+        return predictor.with_params(predictor.model.init(jax.random.PRNGKey(seed), *predictor._init_inputs()))
+
+    def _init_inputs(self) -> tuple:
+        """A one-atom, one-edge, one-bond input (beyond every cutoff) to build parameters from."""
         far = np.array([[1000.0, 0.0, 0.0]], np.float32)
         zeros = np.zeros(1, np.int32)
-        params = predictor.model.init(
-            jax.random.PRNGKey(seed), zeros, zeros, zeros, far, zeros, zeros, far, predictor.tables()
-        )
-        return predictor.with_params(params)
+        return zeros, zeros, zeros, far, zeros, zeros, far, self.tables()
+
+    def _parameter_shapes(self) -> Any:
+        """Parameter tree of ShapeDtypeStructs, without computing any parameter."""
+        import jax
+
+        return jax.eval_shape(self.model.init, jax.random.PRNGKey(0), *self._init_inputs())
 
     def with_params(self, params: Any, metadata: dict | None = None) -> Predictor:
         return Predictor(self.config, self.layouts, self.stats, params, metadata or self.metadata)
@@ -184,7 +191,7 @@ class Predictor:
             raise MLHError(f"{description_path}: missing or corrupt model description ({error})") from error
         stats = read_scale_shift(folder / "scale_shift.nc")
         predictor = cls(config, layouts, stats, params=None, metadata=description.get("metadata", {}))
-        template = cls.initialise(config, layouts, stats).params
+        template = predictor._parameter_shapes()
         params_path = folder / "params.msgpack"
         try:
             state = serialization.msgpack_restore(params_path.read_bytes())
@@ -205,6 +212,9 @@ def _to_numpy(params: Any) -> Any:
 def _check_shapes(template: Any, params: Any) -> None:
     import jax
 
-    for expected, got in zip(jax.tree_util.tree_leaves(template), jax.tree_util.tree_leaves(params)):
-        if np.shape(expected) != np.shape(got):
-            raise ValueError(f"parameter of shape {np.shape(got)} where {np.shape(expected)} was expected")
+    expected_leaves, got_leaves = jax.tree_util.tree_leaves(template), jax.tree_util.tree_leaves(params)
+    if len(expected_leaves) != len(got_leaves):
+        raise ValueError(f"{len(got_leaves)} parameter arrays where {len(expected_leaves)} were expected")
+    for expected, got in zip(expected_leaves, got_leaves):
+        if tuple(expected.shape) != np.shape(got):
+            raise ValueError(f"parameter of shape {np.shape(got)} where {tuple(expected.shape)} was expected")

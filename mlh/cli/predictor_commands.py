@@ -95,8 +95,6 @@ def infer(
     from mlh.infer import InferenceOptions, infer_files
     from mlh.predictor import Predictor
 
-    if device not in ("cpu", "gpu"):
-        raise MLHError(f"unknown device {device!r}; choose cpu or gpu")
     predictor = Predictor.load(model)
     options = InferenceOptions(atom_chunk=atom_chunk, bond_chunk=bond_chunk, device=device)
     results = infer_files(predictor, structures, output, options, progress)

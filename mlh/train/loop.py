@@ -68,14 +68,16 @@ def block_errors(
         np.abs(p - t)
         for p, t in zip(pair_blocks(offsite, si, sj, layouts), pair_blocks(sample.offsite, si, sj, layouts))
     ]
-    errors = {"onsite": np.concatenate(on_error), "offsite": np.concatenate(off_error)}
     names = [chemical_symbols[z] for z in layouts.numbers]
-    kinds = [tuple(sorted((a, a))) for a in species] + [tuple(sorted(p)) for p in zip(si, sj)]
-    for kind, error in zip(kinds, on_error + off_error):
-        key = f"{names[kind[0]]}-{names[kind[1]]}"
-        errors.setdefault(key, [])
-        errors[key].append(error)
-    return {k: (np.concatenate(v) if isinstance(v, list) else v) for k, v in errors.items()}
+    kinds = [(a, a) for a in species] + [tuple(sorted(p)) for p in zip(si, sj)]
+    by_pair: dict[str, list[np.ndarray]] = {}
+    for (a, b), error in zip(kinds, on_error + off_error):
+        by_pair.setdefault(f"{names[a]}-{names[b]}", []).append(error)
+    return {
+        "onsite": np.concatenate(on_error),
+        "offsite": np.concatenate(off_error),
+        **{key: np.concatenate(parts) for key, parts in by_pair.items()},
+    }
 
 
 def _scale_shift(config: TrainConfig, layouts: OutputLayouts, samples: Sequence[Sample], log: Callable):
