@@ -25,7 +25,7 @@ from mlh.gpaw_reference import drop_negligible_pairs, ghost_mask
 from mlh.gpaw_settings import GPAWSettings
 from mlh.graph import MIN_DISTANCE, build_graph, check_min_distance, neighbour_pairs
 from mlh.predictor import Predictor
-from mlh.record import HamiltonianRecord
+from mlh.record import HamiltonianRecord, Labels
 from mlh.targets import onsite_blocks, pair_blocks
 
 __all__ = [
@@ -231,6 +231,9 @@ def predict_record(
 ) -> HamiltonianRecord:
     """Predicted Hamiltonian record of a structure (S exact) or of a record (its S kept).
 
+    Of the labels only the valence electron count is kept: from GPAW's setups for a
+    structure, from the given record's labels for a record.
+
     Raises:
         MLHError: species unknown to the model, a basis differing from the model's,
             atoms closer than 0.5 Å, or a GPAW setup problem.
@@ -239,6 +242,7 @@ def predict_record(
     layouts = predictor.layouts
     if isinstance(structure, HamiltonianRecord):
         base = structure
+        n_electrons = base.labels.n_electrons
         for number in sorted(set(base.numbers.tolist())):
             if not same_species_basis(base.basis.for_number(number), layouts.basis.for_number(number)):
                 raise MLHError(f"{source}: the basis of species {number} differs from the model's")
@@ -249,6 +253,7 @@ def predict_record(
         i, j, _, vector = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
         check_min_distance(vector, i, j, source)  # before the costlier overlap
         blocks = _overlap(atoms, predictor, source)
+        n_electrons = blocks.n_electrons
         base = HamiltonianRecord(
             numbers=atoms.numbers.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(),
             ghost=ghost_mask(atoms), **blocks.record_fields(),
@@ -291,7 +296,7 @@ def predict_record(
         S_pair=S_pair[value_index],
         H_pair=H_pair[value_index][None, :],
         H_onsite=H_onsite[None, :],
-        labels=type(base.labels)(),
+        labels=Labels(n_electrons=n_electrons),
         provenance={**base.provenance, **provenance} if isinstance(structure, HamiltonianRecord) else provenance,
     )
     return drop_negligible_pairs(record, _BLOCK_TOLERANCE)

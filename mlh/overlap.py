@@ -63,6 +63,7 @@ class OverlapBlocks:
         positions: (n_atoms, 3) positions wrapped into the cell as GPAW wraps them (Å);
             R refers to these.
         basis: the basis of the setups (as stored in GPAW-made records).
+        n_electrons: valence electrons of the neutral structure (ghost atoms hold none).
     """
 
     pair_i: np.ndarray
@@ -72,6 +73,7 @@ class OverlapBlocks:
     S_onsite: np.ndarray
     positions: np.ndarray
     basis: Basis
+    n_electrons: float
 
     def record_fields(self) -> dict[str, Any]:
         """Keyword arguments for HamiltonianRecord: pairs, S blocks, positions and basis."""
@@ -479,4 +481,5 @@ def overlap_blocks(
         pair_i, pair_j, pair_shift, S_pair = (
             record.pair_i, record.pair_j, record.pair_shift, record.S_pair)
     return OverlapBlocks(pair_i=pair_i, pair_j=pair_j, pair_shift=pair_shift, S_pair=S_pair,
-                         S_onsite=S_onsite, positions=positions, basis=basis)
+                         S_onsite=S_onsite, positions=positions, basis=basis,
+                         n_electrons=float(setups.nvalence))

@@ -51,6 +51,7 @@ def test_overlap_blocks_equal_gpaw_record(gpaw_records, name):
     mine = as_record(atoms, blocks)
     np.testing.assert_allclose(mine.positions, record.positions, rtol=0, atol=1e-12)
     assert mine.basis == record.basis
+    assert blocks.n_electrons == record.labels.n_electrons
     assert np.abs(mine.S_onsite - record.S_onsite).max() < ATOL
     for atom in range(mine.n_atoms):
         block = mine.onsite_block(mine.S_onsite, atom)

@@ -71,6 +71,7 @@ def test_infer_matches_record_pairs_and_overlap(wse2_model, tmp_path):
     predicted = read_record(out / "wse2-0000.nc")
     reference = read_record(wse2_model / "wse2.nc")
     assert predicted.has_hamiltonian
+    assert predicted.labels.n_electrons == reference.labels.n_electrons  # from GPAW's setups
     np.testing.assert_allclose(predicted.S_onsite, reference.S_onsite, atol=1e-10)
     H = predicted.hamiltonian_k(None).toarray()
     np.testing.assert_array_equal(H, H.T)
