@@ -30,6 +30,8 @@ class ProjectedSpectrum:
         channel_atom: (n_channels,) atom of each channel.
         channel_l: (n_channels,) angular momentum of each channel.
         numbers: (n_atoms,) atomic numbers.
+        cell: (3, 3) cell vectors (Å), rows.
+        pbc: (3,) periodic directions.
         fermi_level: E_F (eV).
         n_electrons: electrons placed (after any charge).
         electrons_below: electrons in states below all listed ones (0 for a full spectrum).
@@ -46,6 +48,8 @@ class ProjectedSpectrum:
     channel_atom: np.ndarray
     channel_l: np.ndarray
     numbers: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
     fermi_level: float
     n_electrons: float
     electrons_below: float

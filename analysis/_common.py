@@ -1,0 +1,31 @@
+"""Helpers shared by the analysis modules: labelled variables and provenance attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import xarray as xr
+
+from mlh import __version__ as mlh_version
+
+
+def variable(dims, data, long_name: str, units: str) -> xr.Variable:
+    """An xarray Variable with `long_name` and `units` attributes."""
+    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
+
+
+def provenance_attrs(provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Dataset attributes naming mlh and the time of creation, plus `provenance_<key>` entries.
+
+    `provenance` (e.g. the source record's provenance and file name) must hold str, int or
+    float values, as NetCDF attributes do.
+    """
+    attrs: dict[str, Any] = {
+        "creation_library": "mlh",
+        "creation_library_version": mlh_version,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    attrs.update({f"provenance_{key}": value for key, value in (provenance or {}).items()})
+    return attrs

@@ -1,0 +1,223 @@
+"""`mlh-analyze pdos | bands | hole | compare`: electronic-structure analysis of records.
+
+Each command reads Hamiltonian records, calls the analysis library and writes xarray
+Datasets to NetCDF (atomically) plus a figure when asked. Energies in eV, lengths in Å.
+Bad input ends with one line on stderr naming the file and the problem, and exit code 1.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from mlh.cli.app import reports_errors
+from mlh.errors import MLHError
+
+app = typer.Typer(help="Electronic-structure analysis of Hamiltonian records (eV, Å).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+RecordsArg = Annotated[list[Path], typer.Argument(help="Record files or folders of records.")]
+RouteOpt = Annotated[str, typer.Option(help="auto, dense or sparse (large structures, Γ only).")]
+KptsOpt = Annotated[Optional[str], typer.Option(help="Monkhorst-Pack grid such as 6x6x1 (default Γ).")]
+ChargeOpt = Annotated[float, typer.Option(help="Electrons removed from the neutral structure.")]
+SigmaOpt = Annotated[float, typer.Option(help="Gaussian smearing, standard deviation (eV).")]
+
+
+def _records(paths: list[Path]):
+    """(path, record) for every record file under `paths`, read lazily."""
+    from mlh.data import record_files
+    from mlh.record_io import read_record
+
+    for path in record_files(paths):
+        yield path, read_record(path)
+
+
+def _grid(kpts: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    from analysis.select import kpoint_grid
+
+    if kpts is None:
+        return None, None
+    try:
+        size = tuple(int(n) for n in kpts.lower().split("x"))
+    except ValueError:
+        raise MLHError(f"--kpts {kpts!r} is not of the form 6x6x1") from None
+    return kpoint_grid(size)
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        lower, upper = (float(x) for x in text.split(","))
+    except ValueError:
+        raise MLHError(f"{option} {text!r} is not of the form LOWER,UPPER (eV)") from None
+    if not lower < upper:
+        raise MLHError(f"{option} {text!r} is empty: LOWER must be below UPPER")
+    return lower, upper
+
+
+@app.command()
+@reports_errors
+def pdos(
+    records: RecordsArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for NAME.pdos.nc (+ .png).")],
+    energies: Annotated[str, typer.Option(help="Energy range LOWER,UPPER relative to E_F (eV).")] = "-8,6",
+    points: Annotated[int, typer.Option(min=2, help="Energy grid points.")] = 20_000,
+    sigma: SigmaOpt = 0.05,
+    kpts: KptsOpt = None,
+    charge: ChargeOpt = 0.0,
+    route: RouteOpt = "auto",
+    per_atom: Annotated[bool, typer.Option(help="Also the PDOS of every atom.")] = False,
+    plot: Annotated[bool, typer.Option(help="Write a figure next to each NetCDF file.")] = True,
+) -> None:
+    """Total DOS and Mulliken-projected DOS (species, species and l, atoms) around E_F."""
+    from analysis.dos import energy_grid, plot_pdos
+    from analysis.select import pdos_for
+    from mlh.record_io import write_dataset
+
+    lower, upper = _pair(energies, "--energies")
+    grid = energy_grid(lower, upper, points)
+    kpoints, weights = _grid(kpts)
+    for path, record in _records(records):
+        try:
+            result = pdos_for(record, grid, route=route, kpoints=kpoints, kpoint_weights=weights,
+                              charge=charge, sigma=sigma, per_atom=per_atom)
+        except MLHError as err:
+            raise MLHError(f"{path}: {err}") from None
+        result.attrs["source"] = str(path)
+        target = write_dataset(result, output / f"{path.stem}.pdos.nc")
+        if plot:
+            plot_pdos(result, target.with_suffix(".png"))
+        typer.echo(f"{path.name}: E_F = {result.attrs['fermi_level']:.4f} eV "
+                   f"({result.attrs['method']}) -> {target}")
+
+
+@app.command()
+@reports_errors
+def hole(
+    records: RecordsArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="NetCDF file, one row per record.")],
+    species: Annotated[str, typer.Option(help="Comma-separated species whose PDOS counts.")] = "W,Se",
+    window: Annotated[str, typer.Option(help="LOWER,UPPER relative to E_F (eV).")] = "0,0.2",
+    sigma: SigmaOpt = 0.05,
+    kpts: KptsOpt = None,
+    charge: ChargeOpt = 0.0,
+    route: RouteOpt = "auto",
+    area_axis: Annotated[Optional[int], typer.Option(help="Cell axis normal to the layer (0-2); "
+                                                    "default: the one non-periodic axis.")] = None,
+) -> None:
+    """Hole concentration (GEARS H recipe): PDOS of SPECIES integrated over E_F + WINDOW."""
+    import xarray as xr
+
+    from analysis.hole import hole_concentration
+    from analysis.select import spectrum_for
+    from mlh.record_io import write_dataset
+
+    lower, upper = _pair(window, "--window")
+    names = tuple(s.strip() for s in species.split(",") if s.strip())
+    kpoints, weights = _grid(kpts)
+    margin = 5 * sigma
+    rows, sources = [], []
+    for path, record in _records(records):
+        start = time.perf_counter()
+        try:
+            spectrum = spectrum_for(record, route=route, kpoints=kpoints, kpoint_weights=weights,
+                                    charge=charge, window=(min(lower - margin, -0.3), upper + margin))
+            row = hole_concentration(spectrum, species=names, window=(lower, upper), sigma=sigma,
+                                     area_axis=area_axis)
+        except MLHError as err:
+            raise MLHError(f"{path}: {err}") from None
+        row["seconds"] = xr.Variable((), time.perf_counter() - start, {"units": "s"})
+        row["method"] = xr.Variable((), spectrum.method)
+        row["n_atoms"] = xr.Variable((), record.n_atoms)
+        rows.append(row)
+        sources.append(str(path))
+        typer.echo(f"{path.name}: E_F = {spectrum.fermi_level:.4f} eV, "
+                   f"{float(row['holes_per_cell']):.5g} holes per cell ({spectrum.method})")
+    if not rows:
+        raise MLHError("no records found in the given paths")
+    table = xr.concat(rows, dim="structure", combine_attrs="drop_conflicts")
+    table = table.assign_coords(structure=sources)
+    write_dataset(table, output)
+    typer.echo(f"{len(rows)} hole concentrations written to {output}")
+
+
+@app.command()
+@reports_errors
+def bands(
+    record: Annotated[Path, typer.Argument(help="A record of a periodic cell.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="NetCDF file of the bands.")],
+    path: Annotated[str, typer.Option(help="Special points, e.g. GMKG (ASE band path).")] = "",
+    npoints: Annotated[int, typer.Option(min=2, help="k-points along the path.")] = 100,
+    fermi_level: Annotated[Optional[float], typer.Option(help="E_F (eV); default: the record's "
+                                                        "label, else from the --kpts grid.")] = None,
+    kpts: KptsOpt = None,
+    charge: ChargeOpt = 0.0,
+    plot: Annotated[Optional[Path], typer.Option(help="Figure of the bands (PNG).")] = None,
+) -> None:
+    """Band structure along an ASE band path from the stored H(R), S(R)."""
+    from analysis.bands import band_structure, plot_bands
+    from analysis.spectrum import dense_spectrum
+    from mlh.record_io import read_record, write_dataset
+
+    data = read_record(record)
+    if fermi_level is None:
+        fermi_level = data.labels.fermi_level
+    if fermi_level is None:
+        kpoints, weights = _grid(kpts)
+        if kpoints is None:
+            raise MLHError(f"{record}: the record has no Fermi level: give --fermi-level or --kpts")
+        fermi_level = dense_spectrum(data, kpoints=kpoints, kpoint_weights=weights, charge=charge).fermi_level
+    try:
+        result = band_structure(data, path or None, npoints=npoints, fermi_level=fermi_level)
+    except MLHError as err:
+        raise MLHError(f"{record}: {err}") from None
+    result.attrs["source"] = str(record)
+    write_dataset(result, output)
+    if plot is not None:
+        plot_bands(result, plot)
+    typer.echo(f"{result.sizes['kpoint']} k-points written to {output}")
+
+
+@app.command()
+@reports_errors
+def compare(
+    predicted: Annotated[Path, typer.Argument(help="Predicted record, or a folder of them.")],
+    reference: Annotated[Path, typer.Argument(help="Reference record, or a folder (same names).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="NetCDF file of the metrics.")],
+    window: Annotated[float, typer.Option(help="Eigenvalue window around E_F (eV).")] = 5.0,
+    kpts: KptsOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Error histograms and CDFs (PNG).")] = None,
+) -> None:
+    """H MAE (on-site / off-site / species pair), eigenvalue MAE within E_F +- WINDOW and
+    spectrum relative L1/L2 errors between predicted and reference records."""
+    import json
+
+    from mlh.data import record_files
+    from mlh.metrics import evaluate_pairs, plot_evaluation
+    from mlh.record_io import read_record, write_dataset
+
+    references = {path.name: path for path in record_files([reference])}
+    predictions = record_files([predicted])
+    missing = [path.name for path in predictions if path.name not in references]
+    if missing:
+        raise MLHError(f"{reference}: no reference record for {', '.join(missing)}")
+
+    def pairs():
+        for path in predictions:
+            yield path.stem, read_record(path), read_record(references[path.name])
+
+    result = evaluate_pairs(pairs(), window=window, kpoints=_grid(kpts)[0])
+    write_dataset(result, output)
+    if plot is not None:
+        plot_evaluation(result, plot)
+    typer.echo(json.dumps({
+        "H MAE (meV)": 1000 * float(result["mae_all"]),
+        "on-site MAE (meV)": 1000 * float(result["mae_onsite"]),
+        "off-site MAE (meV)": 1000 * float(result["mae_offsite"]),
+        f"eigenvalue MAE within E_F +- {window} eV (meV)": 1000 * float(result["eigenvalue_mae_window"]),
+        "spectrum relative L1 (mean over structures)": float(result["spectrum_relative_l1"].mean()),
+    }, indent=1))
+    typer.echo(f"metrics written to {output}")
