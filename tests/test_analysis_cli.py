@@ -90,13 +90,17 @@ def test_compare_reports_a_known_onsite_shift(gpaw_records, tmp_path):
         (["pdos", "{wse2}", "--energies", "1,1"], ["--energies"]),
         (["hole", "{missing}"], ["missing.nc"]),
         (["hole", "{garbage}"], ["garbage.nc"]),
+        (["pdos", "{no_overlap}"], ["no_overlap.nc", "S_pair"]),
         (["hole", "{wse2}", "--route", "sparse", "--kpts", "3x3x1"], ["Γ only"]),
     ],
 )
 def test_bad_input_gives_one_message_and_no_output(wse2_file, tmp_path, args, fragments):
     garbage = tmp_path / "garbage.nc"
     garbage.write_text("not a record")
-    paths = {"wse2": wse2_file, "missing": tmp_path / "missing.nc", "garbage": garbage}
+    with xr.open_dataset(wse2_file) as ds:
+        ds.load().drop_vars(["S_pair", "S_onsite"]).to_netcdf(tmp_path / "no_overlap.nc")
+    paths = {"wse2": wse2_file, "missing": tmp_path / "missing.nc", "garbage": garbage,
+             "no_overlap": tmp_path / "no_overlap.nc"}
     out = tmp_path / "out.nc"
     result = run(*[a.format(**paths) for a in args], "-o", out)
     assert_failed_cleanly(result, *fragments)
