@@ -13,18 +13,15 @@ larger structures take the sparse route of `analysis.large`.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from analysis.projected import ProjectedSpectrum
 from mlh.errors import MLHError
 from mlh.record import HamiltonianRecord
+from physics.density_matrix import generalized_eigh
 from physics.occupations import find_fermi_level
 
 __all__ = ["orbital_channels", "generalized_eigh", "mulliken_projections", "dense_spectrum"]
-
-HERMITIAN_TOLERANCE = 1e-8
-"""Largest |H - H^H| relative to max(1, max |H|) accepted as Hermitian."""
 
 _STATE_CHUNK = 512
 """States per block when forming S C (bounds the extra memory to N x 512 values)."""
@@ -49,47 +46,6 @@ def orbital_channels(record: HamiltonianRecord) -> tuple[np.ndarray, np.ndarray,
         channel_l.extend(present.tolist())
     return (np.concatenate(channel_M).astype(np.int64), np.array(channel_atom, np.int64),
             np.array(channel_l, np.int64))
-
-
-def generalized_eigh(
-    H: np.ndarray, S: np.ndarray, where: str = "", eigvals_only: bool = False
-) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
-    """Eigenpairs of H C = S C diag(eig) for dense Hermitian H (eV) and S.
-
-    Args:
-        H, S: (N, N) real symmetric or complex Hermitian matrices.
-        where: context for error messages, e.g. "at k-point 3".
-        eigvals_only: return only the eigenvalues (faster).
-
-    Returns:
-        eig_n (N,) ascending eigenvalues (eV) and C_Mn (N, N) S-normalised eigenvectors
-        (columns); eig_n alone with `eigvals_only`.
-
-    Raises:
-        MLHError: H not finite or not Hermitian, or S not positive definite.
-    """
-    context = f" {where}" if where else ""
-    if not np.isfinite(H).all():
-        raise MLHError(f"H{context} contains NaN or infinite values")
-    scale, asymmetry = _size_and_asymmetry(H)
-    if asymmetry > HERMITIAN_TOLERANCE * max(1.0, scale):
-        raise MLHError(f"H{context} is not Hermitian (max |H - H^H| = {asymmetry:.3g} eV)")
-    if not np.isfinite(S).all():
-        raise MLHError(f"S{context} contains NaN or infinite values")
-    try:
-        return scipy.linalg.eigh(H, S, eigvals_only=eigvals_only, driver="gvd")
-    except np.linalg.LinAlgError as err:
-        raise MLHError(f"S{context} is not positive definite ({err})") from None
-
-
-def _size_and_asymmetry(H: np.ndarray) -> tuple[float, float]:
-    """max |H| and max |H - H^H|, by row blocks (no N x N temporaries)."""
-    scale = asymmetry = 0.0
-    for start in range(0, len(H), _STATE_CHUNK):
-        rows, columns = H[start:start + _STATE_CHUNK], H[:, start:start + _STATE_CHUNK]
-        scale = max(scale, float(np.abs(rows).max()))
-        asymmetry = max(asymmetry, float(np.abs(rows - columns.conj().T).max()))
-    return scale, asymmetry
 
 
 def mulliken_projections(
