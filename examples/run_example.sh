@@ -16,3 +16,16 @@ $mlh summarize "$out/records" --plot "$out/h_decay.png" --table "$out/summary.nc
 model=examples/models/wse2_vacancies
 $mlh infer $model "$out/structures/wse2_small.extxyz" -o "$out/predicted" --no-progress
 $mlh evaluate $model "$out"/records/wse2_small-*.nc -o "$out/evaluation.nc" --plot "$out/evaluation.png"
+# Electronic structure of the predicted and the GPAW Hamiltonian of one cell: PDOS
+# (species and l, 6x6 k-grid), the band structure along G-X-S-Y-G, and the hole
+# concentration after removing 0.05 electrons per cell.
+analyze=.venv/bin/mlh-analyze
+for kind in predicted records; do
+  $analyze pdos "$out/$kind/wse2_small-0000.nc" -o "$out/analysis/$kind" --kpts 6x6x1
+  $analyze bands "$out/$kind/wse2_small-0000.nc" -o "$out/analysis/$kind/bands.nc" \
+    --kpts 6x6x1 --plot "$out/analysis/$kind/bands.png"
+done
+$analyze hole "$out/predicted/wse2_small-0000.nc" "$out/records/wse2_small-0000.nc" \
+  -o "$out/analysis/holes.nc" --kpts 6x6x1 --charge 0.05
+$analyze compare "$out/predicted" "$out/records" -o "$out/analysis/compare.nc" --kpts 3x3x1 \
+  --plot "$out/analysis/compare.png"
