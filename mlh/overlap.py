@@ -42,7 +42,7 @@ from mlh.record import HamiltonianRecord, canonical_pair_mask
 
 __all__ = [
     "OverlapBlocks", "OverlapTables", "gpaw_setups", "wrapped_positions", "pair_reach",
-    "pair_list", "overlap_pairs", "overlap_blocks", "DEFAULT_CHUNK_SIZE",
+    "pair_list", "overlap_pairs", "overlap_blocks", "same_atom_entry_pairs", "DEFAULT_CHUNK_SIZE",
 ]
 
 # Blocks (pairs, or projector-orbital-orbital triples) evaluated at once.
@@ -294,23 +294,37 @@ class OverlapTables:
                 index = slot_start[slot[sel]][:, None] + np.arange(size)
                 buffer[index] += values.reshape(len(sel), size)
 
-    def _paw(self, positions, cell, pbc, slots, buffer, slot_start, chunk_size) -> None:
-        """sum_a P^a(mu)^T dO^a P^a(nu) over projector atoms a and orbital-atom images."""
-        n_types = len(self.setups_I)
+    def paw_neighbours(
+        self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, skin: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Projector-orbital entries n = (a, i, S) of the PAW three-centre sum.
+
+        Entries have |tau_i + S @ cell - tau_a| < pt_rc_a + phit_rc_i + skin and a with
+        projectors; a is in the home cell. positions (Å) wrapped as GPAW wraps them; skin (Å).
+
+        Returns:
+            a_n, i_n (N,), S_n (N, 3) int64 and R_nv (N, 3) in Bohr, sorted by (a, i).
+        """
         pt_rc_a = self.pt_rc_I[self.type_a] * Bohr
         phit_rc_a = self.phit_rc_I[self.type_a] * Bohr
-        radius = np.maximum(pt_rc_a, phit_rc_a)
+        radius = np.maximum(pt_rc_a, phit_rc_a) + 0.5 * skin
         # Projector atom a (first index, home cell) -> orbital atom i at image S.
         a_n, i_n, S_n = primitive_neighbor_list(
             "ijS", pbc, cell, positions, radius, self_interaction=True)
         S_n = S_n.astype(np.int64)
         R_nv = (positions[i_n] + S_n @ cell - positions[a_n]) / Bohr
         r_n = np.sqrt((R_nv**2).sum(axis=1))
-        keep = r_n < (self.pt_rc_I[self.type_a[a_n]] + self.phit_rc_I[self.type_a[i_n]])
+        keep = r_n < (self.pt_rc_I[self.type_a[a_n]] + self.phit_rc_I[self.type_a[i_n]]
+                      + skin / Bohr)
         keep &= self.ni_I[self.type_a[a_n]] > 0
         order = np.lexsort((i_n, a_n))
         order = order[keep[order]]
-        a_n, i_n, S_n, R_nv = a_n[order], i_n[order], S_n[order], R_nv[order]
+        return a_n[order], i_n[order], S_n[order], R_nv[order]
+
+    def _paw(self, positions, cell, pbc, slots, buffer, slot_start, chunk_size) -> None:
+        """sum_a P^a(mu)^T dO^a P^a(nu) over projector atoms a and orbital-atom images."""
+        n_types = len(self.setups_I)
+        a_n, i_n, S_n, R_nv = self.paw_neighbours(positions, cell, pbc)
 
         count = np.bincount(a_n, minlength=len(positions))
         first = np.concatenate([[0], np.cumsum(count)])
@@ -345,16 +359,7 @@ class OverlapTables:
             DP_g[code] = np.einsum("ij,njm->nim", self.dO_I[Ia], P)
             local[sel] = np.arange(len(sel))
 
-        # All ordered pairs (n1, n2) of entries of the same projector atom.
-        c = count[a0:a1]
-        c2 = c**2
-        owner = np.repeat(np.arange(a1 - a0), c2)
-        offset = np.repeat(np.concatenate([[0], np.cumsum(c2)[:-1]]), c2)
-        t = np.arange(int(c2.sum())) - offset
-        base = first[a0:a1][owner] - first[a0]
-        n1 = base + t // c[owner]
-        n2 = base + t % c[owner]
-        del owner, offset, t, base
+        n1, n2 = same_atom_entry_pairs(count[a0:a1])
         i1, i2 = i_n[entries[n1]], i_n[entries[n2]]
         shift = S_n[entries[n2]] - S_n[entries[n1]]
         stored = canonical_pair_mask(i1, i2, shift) | (n1 == n2)
@@ -374,6 +379,22 @@ class OverlapTables:
 
 
 # ------------------------------------------------------------------ bookkeeping helpers
+def same_atom_entry_pairs(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs (n1, n2) of entries that belong to the same projector atom.
+
+    Entries are sorted by atom, `count` (n_atoms,) of them per atom; returns entry indices
+    n1, n2 (sum(count**2),), grouped by atom (n1 slow, n2 fast within an atom).
+    """
+    count = np.asarray(count, np.int64)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    c2 = count**2
+    owner = np.repeat(np.arange(len(count)), c2)
+    offset = np.repeat(np.concatenate([[0], np.cumsum(c2)[:-1]]), c2)
+    t = np.arange(int(c2.sum())) - offset
+    c = count[owner]
+    return first[owner] + t // c, first[owner] + t % c
+
+
 class _SlotIndex:
     """Maps (i, j, R) of stored pairs and on-site entries to slots (pairs, then atoms)."""
 
