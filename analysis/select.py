@@ -102,7 +102,9 @@ def pdos_for(
         return pdos_dataset(spectrum, energies, sigma=sigma, per_atom=per_atom)
     if per_atom:
         raise MLHError("per-atom PDOS needs the dense route (--route dense)")
-    from analysis.large import kpm_pdos
+    from analysis.large import kpm_pdos, window_spectrum
+    from analysis.shift_invert import sparse_pencil
 
-    spectrum = spectrum_for(record, "sparse", n_electrons=n_electrons, charge=charge)
-    return kpm_pdos(record, energies, fermi_level=spectrum.fermi_level, sigma=sigma)
+    pencil = sparse_pencil(record)  # H, S and their ordering, shared by both steps
+    spectrum = window_spectrum(record, n_electrons=n_electrons, charge=charge, pencil=pencil)
+    return kpm_pdos(record, energies, fermi_level=spectrum.fermi_level, sigma=sigma, pencil=pencil)
