@@ -89,6 +89,52 @@ def _smeared(
     return out
 
 
+PDOS_UNITS = "states/eV"
+
+
+def pdos_skeleton(
+    species_l: np.ndarray, grid: np.ndarray, symbols: list[str], fermi_level: float,
+    sigma: float, method: str,
+) -> tuple[dict, dict, dict]:
+    """Variables, coordinates and attributes shared by every (P)DOS Dataset.
+
+    Args:
+        species_l: (n_species, n_l, n_energy) PDOS per species and l (states/eV).
+        grid: (n_energy,) energies relative to E_F (eV).
+        symbols: chemical symbols of the species axis.
+        fermi_level: E_F (eV).
+        sigma: Gaussian standard deviation (eV).
+        method: how the curves were computed.
+
+    Returns:
+        `dos`, `pdos_species`, `pdos_species_l`; the energy/species/l coordinates; attrs.
+    """
+    n_l = species_l.shape[1]
+    data = {
+        "dos": variable("energy", species_l.sum(axis=(0, 1)), "density of states", PDOS_UNITS),
+        "pdos_species": variable(("species", "energy"), species_l.sum(axis=1),
+                                 "Mulliken-projected DOS per species", PDOS_UNITS),
+        "pdos_species_l": variable(("species", "l", "energy"), species_l,
+                                   "Mulliken-projected DOS per species and angular momentum",
+                                   PDOS_UNITS),
+    }
+    coords = {
+        "energy": variable("energy", grid, "energy relative to the Fermi level", "eV"),
+        "species": ("species", symbols),
+        "l": variable("l", np.arange(n_l), "angular momentum", "1"),
+        "l_letter": ("l", list(_L_LETTERS[:n_l])),
+    }
+    attrs = {
+        "fermi_level": float(fermi_level),
+        "fermi_level_units": "eV",
+        "sigma": float(sigma),
+        "smearing": "Gaussian; sigma is its standard deviation (eV)",
+        "projection": "Mulliken, on (atom, l) channels of the non-orthogonal basis",
+        "method": method,
+    }
+    return data, coords, attrs
+
+
 def pdos_dataset(
     spectrum: ProjectedSpectrum,
     energies: np.ndarray,
@@ -139,38 +185,18 @@ def pdos_dataset(
     curves = _smeared(offset[near], spectrum.state_weights[near], columns, grid, sigma)
     species_l = curves[: len(symbols) * n_l].reshape(len(symbols), n_l, len(grid))
 
-    units = "states/eV"
-    data = {
-        "dos": variable("energy", species_l.sum(axis=(0, 1)), "density of states", units),
-        "pdos_species": variable(("species", "energy"), species_l.sum(axis=1),
-                                 "Mulliken-projected DOS per species", units),
-        "pdos_species_l": variable(("species", "l", "energy"), species_l,
-                                   "Mulliken-projected DOS per species and angular momentum",
-                                   units),
-    }
-    coords = {
-        "energy": variable("energy", grid, "energy relative to the Fermi level", "eV"),
-        "species": ("species", symbols),
-        "l": variable("l", np.arange(n_l), "angular momentum", "1"),
-        "l_letter": ("l", list(_L_LETTERS[:n_l])),
-    }
+    data, coords, attrs = pdos_skeleton(species_l, grid, symbols, fermi, sigma, spectrum.method)
     if per_atom:
         data["pdos_atom"] = variable(("atom", "energy"), curves[len(symbols) * n_l:],
-                                     "Mulliken-projected DOS per atom", units)
+                                     "Mulliken-projected DOS per atom", PDOS_UNITS)
         coords["atom"] = ("atom", np.arange(len(spectrum.numbers)))
         coords["atom_species"] = ("atom", [chemical_symbols[int(z)] for z in spectrum.numbers])
-    attrs = {
-        "fermi_level": float(fermi),
-        "fermi_level_units": "eV",
-        "sigma": float(sigma),
-        "smearing": "Gaussian; sigma is its standard deviation (eV)",
-        "projection": "Mulliken, on (atom, l) channels of the non-orthogonal basis",
-        "method": spectrum.method,
+    attrs.update({
         "n_electrons": float(spectrum.n_electrons),
         "electrons_below": float(spectrum.electrons_below),
         "n_kpoints": len(spectrum.kpoints),
         **provenance_attrs(provenance),
-    }
+    })
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from analysis._common import provenance_attrs, variable
-from analysis.dos import species_symbols
+from analysis.dos import PDOS_UNITS, pdos_skeleton, species_symbols
 from analysis.projected import ProjectedSpectrum
 from analysis.shift_invert import (
     RESIDUAL_TOLERANCE, ShiftInvertLanczos, SparsePencil, rayleigh_quotients, sparse_pencil,
@@ -45,7 +45,9 @@ from analysis.sparse_factor import LDLFactor, factorize
 from analysis.spectrum import mulliken_projections, orbital_channels
 from mlh.errors import MLHError
 from mlh.record import HamiltonianRecord
-from physics.occupations import fermi_dirac, find_fermi_level
+from physics.occupations import (
+    fermi_dirac, find_fermi_level, normalised_kpoint_weights, record_electron_count,
+)
 
 __all__ = ["local_fermi_estimate", "window_spectrum", "kpm_pdos"]
 
@@ -95,11 +97,7 @@ def _lock_converged(pencil: SparsePencil, spin: int, lanczos: ShiftInvertLanczos
 
 # ------------------------------------------------------------------ E_F search
 def _electron_target(record: HamiltonianRecord, n_electrons: float | None, charge: float) -> float:
-    if n_electrons is None:
-        n_electrons = record.labels.n_electrons
-    if n_electrons is None:
-        raise MLHError("the record has no electron count (labels.n_electrons): pass n_electrons")
-    placed = float(n_electrons) - float(charge)
+    placed = record_electron_count(record, n_electrons) - float(charge)
     capacity = 2.0 * record.n_orbitals
     if not 0 < placed < capacity:
         raise MLHError(f"{placed:g} electrons do not fit in {record.n_orbitals} orbitals "
@@ -604,34 +602,18 @@ def _kpm_dataset(curves: np.ndarray, grid: np.ndarray, symbols: list[str], n_l: 
     half_width = 0.5 * (bounds[1] - bounds[0])
     kernel_width = np.pi * half_width / n_moments if n_moments < default_moments else 0.0
     resolution = float(np.hypot(sigma, kernel_width))
-    units = "states/eV"
-    data = {
-        "dos": variable("energy", species_l.sum(axis=(0, 1)), "density of states", units),
-        "pdos_species": variable(("species", "energy"), species_l.sum(axis=1),
-                                 "Mulliken-projected DOS per species", units),
-        "pdos_species_l": variable(("species", "l", "energy"), species_l,
-                                   "Mulliken-projected DOS per species and angular momentum",
-                                   units),
+    data, coords, attrs = pdos_skeleton(species_l, grid, symbols, fermi_level, sigma,
+                                        "kernel polynomial")
+    units = PDOS_UNITS
+    data.update({
         "dos_stderr": variable("energy", dos_err, "standard error of dos (random vectors)", units),
         "pdos_species_stderr": variable(("species", "energy"), species_err,
                                         "standard error of pdos_species", units),
         "pdos_species_l_stderr": variable(("species", "l", "energy"), species_l_err,
                                           "standard error of pdos_species_l", units),
-    }
-    coords = {
-        "energy": variable("energy", grid, "energy relative to the Fermi level", "eV"),
-        "species": ("species", symbols),
-        "l": variable("l", np.arange(n_l), "angular momentum", "1"),
-        "l_letter": ("l", list("spdf"[:n_l])),
-    }
+    })
     dos = data["dos"].values
-    attrs = {
-        "fermi_level": float(fermi_level),
-        "fermi_level_units": "eV",
-        "sigma": float(sigma),
-        "smearing": "Gaussian; sigma is its standard deviation (eV)",
-        "projection": "Mulliken, on (atom, l) channels of the non-orthogonal basis",
-        "method": "kernel polynomial",
+    attrs.update({
         "kernel": "Gaussian (exact Chebyshev expansion)" if kernel_width == 0.0
                   else "Gaussian and Jackson (too few moments for sigma alone)",
         "resolution": resolution,
@@ -650,5 +632,5 @@ def _kpm_dataset(curves: np.ndarray, grid: np.ndarray, symbols: list[str], n_l: 
         "truncation_error_note": "largest contribution of the last tenth of the moments to "
                                  "the dos, states/eV: an upper estimate of the truncation error",
         **provenance_attrs(provenance),
-    }
+    })
     return xr.Dataset(data, coords=coords, attrs=attrs)

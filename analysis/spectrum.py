@@ -19,7 +19,7 @@ from analysis.projected import ProjectedSpectrum
 from mlh.errors import MLHError
 from mlh.record import HamiltonianRecord
 from physics.density_matrix import generalized_eigh
-from physics.occupations import find_fermi_level
+from physics.occupations import find_fermi_level, normalised_kpoint_weights, record_electron_count
 
 __all__ = ["orbital_channels", "generalized_eigh", "mulliken_projections", "dense_spectrum"]
 
@@ -75,16 +75,7 @@ def _kpoint_grid(
     kpoints = np.asarray(kpoints, dtype=float)
     if kpoints.ndim != 2 or kpoints.shape[1] != 3 or len(kpoints) == 0:
         raise MLHError(f"k-points must have shape (n_kpoints, 3), got {kpoints.shape}")
-    if kpoint_weights is None:
-        kpoint_weights = np.ones(len(kpoints))
-    weights = np.asarray(kpoint_weights, dtype=float)
-    if weights.shape != (len(kpoints),):
-        raise MLHError(f"{weights.shape} k-point weights for {len(kpoints)} k-points")
-    if not (np.isfinite(kpoints).all() and np.isfinite(weights).all()):
-        raise MLHError("k-points or k-point weights are not finite")
-    if weights.min() < 0 or weights.sum() <= 0:
-        raise MLHError("k-point weights must be non-negative with a positive sum")
-    return kpoints, weights / weights.sum()
+    return kpoints, normalised_kpoint_weights(kpoints, kpoint_weights)
 
 
 def dense_spectrum(
@@ -121,10 +112,7 @@ def dense_spectrum(
     """
     if not record.has_hamiltonian:
         raise MLHError("this is an overlap-only record: it has no Hamiltonian to diagonalise")
-    if n_electrons is None:
-        n_electrons = record.labels.n_electrons
-    if n_electrons is None:
-        raise MLHError("the record has no electron count (labels.n_electrons): pass n_electrons")
+    n_electrons = record_electron_count(record, n_electrons)
     n_spins = record.n_spins
     if spin is not None and not 0 <= spin < n_spins:
         raise MLHError(f"spin channel {spin} does not exist: the record has {n_spins}")

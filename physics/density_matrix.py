@@ -34,7 +34,9 @@ import scipy.sparse as sp
 
 from mlh.errors import MLHError
 from mlh.record import HamiltonianRecord, block_coo
-from physics.occupations import fermi_dirac, find_fermi_level
+from physics.occupations import (
+    fermi_dirac, find_fermi_level, normalised_kpoint_weights, record_electron_count,
+)
 
 __all__ = [
     "DensityMatrices", "density_matrices", "density_matrices_for_record", "generalized_eigh",
@@ -199,14 +201,7 @@ def _kpoints_and_weights(
     kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3) if np.size(kpoints) else np.zeros((0, 3))
     if len(kpoints) != n_k:
         raise MLHError(f"{len(kpoints)} k-points for {n_k} k-point matrices")
-    weights = np.full(n_k, 1.0 / n_k) if kpoint_weights is None else np.asarray(kpoint_weights, float)
-    if weights.shape != (n_k,):
-        raise MLHError(f"{weights.shape} k-point weights for {n_k} k-points")
-    if not (np.isfinite(kpoints).all() and np.isfinite(weights).all()):
-        raise MLHError("k-points or k-point weights are not finite")
-    if weights.min() < 0 or weights.sum() <= 0:
-        raise MLHError("k-point weights must be non-negative with a positive sum")
-    return kpoints, weights / weights.sum()
+    return kpoints, normalised_kpoint_weights(kpoints, kpoint_weights)
 
 
 def _entropy_term(f: np.ndarray) -> np.ndarray:
@@ -338,10 +333,7 @@ def density_matrices_for_record(
     """
     if not record.has_hamiltonian:
         raise MLHError("this is an overlap-only record: it has no Hamiltonian")
-    if n_electrons is None:
-        n_electrons = record.labels.n_electrons
-    if n_electrons is None:
-        raise MLHError("the record has no electron count (labels.n_electrons): pass n_electrons")
+    n_electrons = record_electron_count(record, n_electrons)
     if kpoints is None:
         if record.labels.kpoints is not None:
             kpoints, kpoint_weights = record.labels.kpoints, record.labels.kpoint_weights
