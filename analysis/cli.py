@@ -221,3 +221,6 @@ def compare(
         "spectrum relative L1 (mean over structures)": float(result["spectrum_relative_l1"].mean()),
     }, indent=1))
     typer.echo(f"metrics written to {output}")
+
+
+from analysis import doping_cli  # noqa: E402,F401  (registers `doping`)

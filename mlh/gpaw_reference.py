@@ -259,7 +259,7 @@ def check_elements(symbols: set[str], settings: GPAWSettings) -> None:
     from gpaw.new.calculation import DFT
 
     for symbol in sorted(symbols):
-        atom = Atoms(symbol, cell=[6.0, 6.0, 6.0], positions=[[3.0, 3.0, 3.0]])
+        atom = Atoms(symbol, cell=[6.0, 6.0, 6.0], positions=[[3.0, 3.0, 3.0]], pbc=True)
         try:
             DFT(atom, **gpaw_parameters(atom, settings, (1, 1, 1)), txt=None, converge=False)
         except (FileNotFoundError, RuntimeError, KeyError) as err:

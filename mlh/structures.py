@@ -44,6 +44,10 @@ def wse2_with_vacancies(
     mean_vacancies: float = 1.0,
     rattle: float = 0.03,
     ghosts: bool = False,
+    dopant: str = "Nb",
+    mean_dopants: float = 0.0,
+    dopant_rate: float | None = None,
+    vacancy_rate: float | None = None,
 ) -> Atoms:
     """A WSe2 monolayer on an orthogonal supercell, following GEARS H section 4.1.1.
 
@@ -56,6 +60,10 @@ def wse2_with_vacancies(
         mean_vacancies: Poisson mean of the number of Se vacancies.
         rattle: standard deviation of Gaussian displacements (Å).
         ghosts: keep vacancies as ghost atoms instead of removing them.
+        dopant: element substituted on W sites (Nb makes the layer p-type).
+        mean_dopants: Poisson mean of the number of substituted W sites.
+        dopant_rate, vacancy_rate: if given, the Poisson means are these fractions of
+            the W (Se) sites instead of `mean_dopants` (`mean_vacancies`).
     """
     primitive = mx2("WSe2", a=a, thickness=thickness, vacuum=vacuum)
     orthogonal = make_supercell(primitive, [[1, 0, 0], [1, 2, 0], [0, 0, 1]])
@@ -63,7 +71,15 @@ def wse2_with_vacancies(
     atoms.pbc = (True, True, False)
     _strain(atoms, np.array([*rng.uniform(-max_strain, max_strain, 2), 0.0]))
     atoms.rattle(rattle, seed=int(rng.integers(2**31)))
+    tungsten = np.flatnonzero(atoms.numbers == 74)
     selenium = np.flatnonzero(atoms.numbers == 34)
+    if dopant_rate is not None:
+        mean_dopants = dopant_rate * len(tungsten)
+    if vacancy_rate is not None:
+        mean_vacancies = vacancy_rate * len(selenium)
+    if mean_dopants > 0:
+        count = min(int(rng.poisson(mean_dopants)), len(tungsten))
+        atoms.symbols[rng.choice(tungsten, size=count, replace=False)] = dopant
     return _vacancies(atoms, selenium, int(rng.poisson(mean_vacancies)), rng, ghosts)
 
 

@@ -50,6 +50,15 @@ def recipe(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     repeat: Annotated[Optional[str], typer.Option(help="Supercell, e.g. 3x2 or 2x2x1.")] = None,
     ghosts: Annotated[bool, typer.Option(help="Keep vacancies as ghost atoms.")] = False,
+    dopants: Annotated[float, typer.Option(
+        min=0.0, help="wse2 only: Poisson mean of substituted W sites (see --dopant).")] = 0.0,
+    dopant: Annotated[str, typer.Option(help="wse2 only: element put on W sites.")] = "Nb",
+    dopant_rate: Annotated[Optional[str], typer.Option(
+        help="wse2 only: LOW:HIGH; each structure's mean dopant fraction of W sites is drawn "
+             "uniformly from it (replaces --dopants).")] = None,
+    vacancy_rate: Annotated[Optional[str], typer.Option(
+        help="wse2 only: LOW:HIGH; each structure's mean vacancy fraction of Se sites is "
+             "drawn uniformly from it.")] = None,
 ) -> None:
     """Write COUNT random training structures of a recipe (see mlh.structures)."""
     import numpy as np
@@ -61,19 +70,38 @@ def recipe(
     if name not in builders:
         raise MLHError(f"unknown recipe {name!r}; choose from {sorted(builders)}")
     kwargs: dict = {"ghosts": ghosts}
+    if (dopants > 0 or dopant_rate or vacancy_rate) and name != "wse2":
+        raise MLHError("--dopants, --dopant-rate and --vacancy-rate apply to the wse2 recipe only")
+    if dopants > 0 or dopant_rate:
+        kwargs.update(dopant=dopant, mean_dopants=dopants)
+    rates = {key: _rate_range(text, option) for key, text, option in (
+        ("dopant_rate", dopant_rate, "--dopant-rate"), ("vacancy_rate", vacancy_rate, "--vacancy-rate"))
+        if text is not None}
     if repeat is not None:
         try:
             kwargs["repeat"] = tuple(int(n) for n in repeat.lower().split("x"))
         except ValueError:
             raise MLHError(f"--repeat {repeat!r} is not of the form 3x2 or 2x2x1") from None
     rng = np.random.default_rng(seed)
-    images = [builders[name](rng, **kwargs) for _ in range(count)]
+    images = [builders[name](rng, **kwargs, **{k: rng.uniform(*r) for k, r in rates.items()})
+              for _ in range(count)]
     from mlh.atomic import atomic_output
 
     with atomic_output(output) as tmp:
         write(tmp, images, format="extxyz")
     sizes = sorted({len(atoms) for atoms in images})
     typer.echo(f"{count} {name} structures ({sizes} atoms) written to {output}")
+
+
+def _rate_range(text: str, option: str) -> tuple[float, float]:
+    """LOW:HIGH fractions in [0, 1]; MLHError otherwise."""
+    try:
+        low, high = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise MLHError(f"{option} {text!r} is not of the form LOW:HIGH, e.g. 0:0.03") from None
+    if not 0 <= low <= high <= 1:
+        raise MLHError(f"{option} {text!r}: need 0 <= LOW <= HIGH <= 1")
+    return low, high
 
 
 @app.command("import-gears-h")
