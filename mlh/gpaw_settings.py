@@ -98,6 +98,31 @@ def load_settings(path: Path | None, **overrides: Any) -> GPAWSettings:
         raise MLHError(f"{path or 'settings'}: {where}: {first['msg']}") from None
 
 
+def merged_settings(provenances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The GPAW settings shared by records {name: provenance}: xc and basis must agree,
+    setups are merged (one species' setup must agree wherever it is given)."""
+    merged: dict[str, Any] | None = None
+    for name, provenance in provenances.items():
+        try:
+            settings = settings_from_provenance(provenance)
+        except MLHError as err:
+            raise MLHError(f"{name}: {err}") from None
+        if merged is None:
+            merged = settings
+            continue
+        for key in ("xc", "basis"):
+            if settings[key] != merged[key]:
+                raise MLHError(f"{name}: {key} {settings[key]!r} differs from the other records' "
+                               f"{merged[key]!r}")
+        for species, setup in settings["setups"].items():
+            if merged["setups"].setdefault(species, setup) != setup:
+                raise MLHError(f"{name}: setup {setup!r} of {species} differs from the other "
+                               f"records' {merged['setups'][species]!r}")
+    if merged is None:
+        raise MLHError("no records to take GPAW settings from")
+    return merged
+
+
 def settings_from_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
     """The xc, basis and setups a GPAW-made record was computed with (JSON-able dict)."""
     try:

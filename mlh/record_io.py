@@ -117,11 +117,7 @@ def record_from_dataset(ds: xr.Dataset) -> HamiltonianRecord:
         kpoint_weights=_optional(ds, "kpoint_weights"),
         eigenvalues=_optional(ds, "eigenvalues"),
     )
-    provenance = {
-        key.removeprefix("provenance_"): (value.item() if isinstance(value, np.generic) else value)
-        for key, value in ds.attrs.items()
-        if key.startswith("provenance_")
-    }
+    provenance = _provenance(ds.attrs)
     return HamiltonianRecord(
         numbers=ds["numbers"].values.astype(np.int64),
         positions=ds["positions"].values.astype(float),
@@ -152,6 +148,22 @@ def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
 def write_record(record: HamiltonianRecord, path: str | os.PathLike) -> Path:
     """Write `record` to NetCDF4 at `path` atomically; returns the path."""
     return write_dataset(record_to_dataset(record), path)
+
+
+def record_provenance(path: str | os.PathLike) -> dict:
+    """The provenance of a record file, without reading its arrays."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            attrs = dict(ds.attrs)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise MLHError(f"{path}: not a readable NetCDF record ({err})") from None
+    return _provenance(attrs)
+
+
+def _provenance(attrs: dict) -> dict:
+    """Record provenance from the Dataset attributes `provenance_<key>`."""
+    return {key.removeprefix("provenance_"): (value.item() if isinstance(value, np.generic) else value)
+            for key, value in attrs.items() if key.startswith("provenance_")}
 
 
 def read_record(path: str | os.PathLike) -> HamiltonianRecord:

@@ -107,3 +107,16 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write_record(record, tmp_path / "r.nc")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_merged_settings_join_setups_and_refuse_conflicts():
+    from mlh.gpaw_settings import merged_settings
+
+    base = {"xc": "PBE", "basis": "szp(dzp)"}
+    merged = merged_settings({"a": {**base, "setups": "{W: '6'}"},
+                              "b": {**base, "setups": "{W: '6', Nb: '5'}"}})
+    assert merged == {**base, "setups": {"W": "6", "Nb": "5"}}
+    with pytest.raises(MLHError, match="b: setup 'paw' of W differs"):
+        merged_settings({"a": {**base, "setups": "{W: '6'}"}, "b": {**base, "setups": "{W: paw}"}})
+    with pytest.raises(MLHError, match="b: basis 'dzp' differs"):
+        merged_settings({"a": {**base, "setups": "{}"}, "b": {**base, "basis": "dzp", "setups": "{}"}})

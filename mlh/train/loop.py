@@ -23,10 +23,10 @@ from mlh.atomic import atomic_output
 from mlh.config import DataConfig, TrainConfig
 from mlh.data import Sample, collate, load_samples, record_files
 from mlh.errors import MLHError
-from mlh.gpaw_settings import settings_from_provenance
+from mlh.gpaw_settings import merged_settings
 from mlh.layouts import OutputLayouts
 from mlh.predictor import Predictor
-from mlh.record_io import read_record
+from mlh.record_io import record_provenance
 from mlh.scale_shift import read_scale_shift
 from mlh.targets import onsite_blocks, pair_blocks
 from mlh.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -200,7 +200,8 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
     log(f"{len(train_samples)} training and {len(valid_samples)} validation structures")
     stats = _scale_shift(config, layouts, train_samples, log)
     metadata = {
-        "gpaw": settings_from_provenance(read_record(train_files[0]).provenance),
+        "gpaw": merged_settings({str(path): record_provenance(path)
+                                 for path in [*train_files, *valid_files]}),
         "n_train": len(train_samples),
         "n_valid": len(valid_samples),
     }
