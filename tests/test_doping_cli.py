@@ -93,6 +93,26 @@ def test_holes_equal_the_hole_command(records, tmp_path):
             float(reference["fermi_level"].values[0]), abs=1e-12)
 
 
+def test_user_design_table_and_statistics_config(records, tmp_path):
+    names = [p.stem for p in records]
+    field = np.linspace(0.0, 1.0, len(names))
+    (tmp_path / "design.csv").write_text(
+        "structure,gate_field\n" + "".join(f"{n},{f}\n" for n, f in zip(names, field)))
+    (tmp_path / "stats.yaml").write_text(
+        "terms:\n  - {name: c_field, variable: gate_field, prior: {mu: 0, sigma: 5}}\n"
+        "intercept: {mu: 0, sigma: 10}\ndraws: 200\ntune: 200\nchains: 2\n")
+    out = tmp_path / "study"
+    result = run(*records, "-o", out, "--design-table", tmp_path / "design.csv", "--stats-config",
+                 tmp_path / "stats.yaml", "--density-region", "none", "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(out / "hole_concentrations.nc") as table:
+        np.testing.assert_allclose(table["gate_field"].values, field)
+        assert "mass_density" not in table
+    with xr.open_dataset(out / "posterior_summary.nc") as summary:
+        assert set(summary["parameter"].values) == {"c_field", "intercept", "sigma"}
+    assert "c_field" in (out / "summary.txt").read_text()
+
+
 def test_a_killed_batch_resumes_without_redoing_finished_structures(records, tmp_path):
     out = tmp_path / "study"
     command = [str(MLH_ANALYZE), "doping", *map(str, records), "-o", str(out), "--no-stats",
