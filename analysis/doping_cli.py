@@ -86,7 +86,7 @@ def _summary_text(table, summary, problems, wall_seconds: float, config) -> str:
     atoms = table["n_atoms"].values[ok] if "n_atoms" in table else []
     lines = [
         f"structures: {table.sizes['structure']} ({int(ok.sum())} ok, {int((~ok).sum())} failed)",
-        f"atoms per structure: {int(min(atoms))}-{int(max(atoms))}" if len(atoms) else "",
+        f"atoms per structure: {int(min(atoms))}-{int(max(atoms))}" if len(atoms) else None,
         f"wall time: {wall_seconds:.0f} s",
     ]
     for name, error in zip(table["structure"].values[~ok], table["error"].values[~ok]):
