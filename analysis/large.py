@@ -226,6 +226,8 @@ def _locate(pencil: SparsePencil, states: _States, sigma: float, electrons: floa
                         _lock_converged(pencil, spin, lz, states,
                                         lambda e: np.abs(e - sigma) < radius)
                     return fermi, sigma
+                if not grew:  # found only at the edge of the largest basis: re-centre there
+                    move = fermi
             elif np.isfinite(radius) and sum(len(e) for e in near):
                 # E_F beyond the resolved range: estimate how far with the local density.
                 n_near = sum(len(e) for e in near)
