@@ -1,4 +1,4 @@
-"""Dataset analysis (`mlh analyze`): species, basis, graph sizes and the scale-shift statistics.
+"""Dataset analysis (`mlh analyze`): species (with ghosts), basis, graph sizes, scale-shift statistics.
 
 The statistics are written beside the data as `scale_shift.nc`; `mlh train` uses that
 file when it is present for the model's species, and fits it itself otherwise.
@@ -20,23 +20,28 @@ from mlh.layouts import OutputLayouts
 from mlh.record_io import read_record
 from mlh.scale_shift import ScaleShift, fit_scale_shift
 
-__all__ = ["SCALE_SHIFT_FILE", "dataset_basis", "sample_statistics", "fit_from_samples", "analyze_files"]
+__all__ = ["SCALE_SHIFT_FILE", "dataset_layouts", "sample_statistics", "fit_from_samples", "analyze_files"]
 
 SCALE_SHIFT_FILE = "scale_shift.nc"
 
 
-def dataset_basis(files: Sequence[Path]) -> Basis:
-    """The common basis of all records (union of species); MLHError naming a conflicting file."""
+def dataset_layouts(files: Sequence[Path]) -> OutputLayouts:
+    """Layouts of every species of the records: the union of their elements (one basis per
+    element) and a ghost species for each element with ghost atoms; MLHError naming a
+    file whose basis conflicts."""
     species: dict[int, object] = {}
+    ghost_numbers: set[int] = set()
     name = None
     for path in files:
         record = read_record(path)
         name = name or record.basis.name
+        ghost_numbers.update(record.numbers[record.ghost].tolist())
         for entry in record.basis.species:
             known = species.setdefault(entry.number, entry)
             if not same_species_basis(known, entry):
                 raise MLHError(f"{path}: the basis of species {entry.number} differs from other records")
-    return Basis(name=name or "", species=tuple(species[z] for z in sorted(species)))
+    basis = Basis(name=name or "", species=tuple(species[z] for z in sorted(species)))
+    return OutputLayouts.from_basis(basis, ghost_numbers=tuple(sorted(ghost_numbers)))
 
 
 def _statistics_input(sample: Sample):
@@ -44,7 +49,8 @@ def _statistics_input(sample: Sample):
     species = graph.species
     bond_species = np.stack([species[graph.bond_i], species[graph.bond_j]], axis=1)
     distance = np.linalg.norm(graph.bond_vector, axis=1)
-    return species, sample.onsite, bond_species, distance, sample.offsite
+    labelled = sample.labelled_atoms
+    return species[:labelled], sample.onsite[:labelled], bond_species, distance, sample.offsite
 
 
 def fit_from_samples(samples: Sequence[Sample], layouts: OutputLayouts, bond_cutoff: float) -> ScaleShift:
@@ -68,7 +74,7 @@ def analyze_files(
     files: Sequence[Path], model: ModelConfig
 ) -> tuple[OutputLayouts, ScaleShift, xr.Dataset]:
     """Layouts, scale-shift tables and size statistics of records, for the model's cutoffs."""
-    layouts = OutputLayouts.from_basis(dataset_basis(files))
+    layouts = dataset_layouts(files)
     atom_cutoff = model.atom_centered.radial_basis.cutoff
     bond_cutoff = model.bond_centered.cutoff
     samples = load_samples(files, layouts, atom_cutoff, bond_cutoff)

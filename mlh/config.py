@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlh.atomic import atomic_output
 from mlh.errors import MLHError
 
 __all__ = [
+    "PartitionConfig",
     "DataConfig",
     "RadialBasisConfig",
     "AtomCenteredConfig",
@@ -29,12 +30,37 @@ __all__ = [
     "LossConfig",
     "TrainConfig",
     "load_config",
+    "partition_config",
     "write_template",
 ]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartitionConfig(_Section):
+    """Augmented slices of large periodic records (seed 004, section 3.3; `mlh.partition`).
+
+    Give `thickness` or `count`. Slices are cut along one periodic cell axis; each keeps
+    the periodicity of the other two, and holds, besides its own (labelled) atoms, every
+    atom the model needs to predict their on-site blocks and the pairs they start.
+    """
+
+    axis: int = Field(0, ge=0, le=2, description="cell axis cut into slices (must be periodic)")
+    thickness: float | None = Field(
+        None, gt=0.0, description="slice thickness, Å (slices are at least this thick); or give count"
+    )
+    count: int | None = Field(None, ge=1, description="number of slices per record; or give thickness")
+    folder: Path | None = Field(
+        None, description="where partition files are written and reused; null: OUTPUT/partitions"
+    )
+
+    @model_validator(mode="after")
+    def _thickness_or_count(self) -> PartitionConfig:
+        if (self.thickness is None) == (self.count is None):
+            raise ValueError("give exactly one of thickness and count")
+        return self
 
 
 class DataConfig(_Section):
@@ -60,6 +86,11 @@ class DataConfig(_Section):
     atoms_pad_multiple: int = Field(100, ge=1, description="atom arrays padded to a multiple of this")
     nl_pad_multiple: int = Field(
         10000, ge=1, description="neighbour and bond lists padded to a multiple of this"
+    )
+    partition: PartitionConfig | None = Field(
+        None,
+        description="train and validate on augmented slices streamed from disk, batch_size slices "
+        "per device and step, e.g. {axis: 0, thickness: 10.0}; null: whole records",
     )
 
 
@@ -182,11 +213,23 @@ def load_config(path: Path) -> TrainConfig:
     try:
         config = TrainConfig.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise MLHError(f"{path}: invalid configuration: {problems}") from error
+        raise MLHError(f"{path}: invalid configuration: {_problems(error)}") from error
     return _relative_to(config, path.parent)
+
+
+def partition_config(**fields) -> PartitionConfig:
+    """A validated PartitionConfig; MLHError listing the bad fields."""
+    try:
+        return PartitionConfig.model_validate(fields)
+    except ValidationError as error:
+        raise MLHError(f"invalid partition settings: {_problems(error)}") from error
+
+
+def _problems(error: ValidationError) -> str:
+    """One line naming every invalid field (dotted path) and what is wrong with it."""
+    return "; ".join(
+        ": ".join(filter(None, [".".join(str(p) for p in e["loc"]), e["msg"]])) for e in error.errors()
+    )
 
 
 def _relative_to(config: TrainConfig, folder: Path) -> TrainConfig:
@@ -195,10 +238,14 @@ def _relative_to(config: TrainConfig, folder: Path) -> TrainConfig:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else folder / p
 
+    partition = config.data.partition
+    if partition is not None and partition.folder is not None:
+        partition = partition.model_copy(update={"folder": resolve(partition.folder)})
     data = config.data.model_copy(
         update={
             "train_path": [resolve(p) for p in config.data.train_path],
             "valid_path": [resolve(p) for p in config.data.valid_path],
+            "partition": partition,
         }
     )
     return config.model_copy(update={"data": data, "output": resolve(config.output)})

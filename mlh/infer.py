@@ -234,9 +234,12 @@ def predict_record(
     Of the labels only the valence electron count is kept: from GPAW's setups for a
     structure, from the given record's labels for a record.
 
+    Ghost atoms (`record.ghost`, or `atoms.arrays["ghost"]`) are predicted as their own
+    species (see `mlh.layouts`).
+
     Raises:
-        MLHError: species unknown to the model, a basis differing from the model's,
-            atoms closer than 0.5 Å, or a GPAW setup problem.
+        MLHError: species (or ghost species) unknown to the model, a basis differing
+            from the model's, atoms closer than 0.5 Å, or a GPAW setup problem.
     """
     start = time.perf_counter()
     layouts = predictor.layouts
@@ -246,10 +249,10 @@ def predict_record(
         for number in sorted(set(base.numbers.tolist())):
             if not same_species_basis(base.basis.for_number(number), layouts.basis.for_number(number)):
                 raise MLHError(f"{source}: the basis of species {number} differs from the model's")
-        species = layouts.species_index(base.numbers, source)
+        species = layouts.species_index(base.numbers, source, base.ghost)
     else:
         atoms = structure
-        species = layouts.species_index(atoms.numbers, source)
+        species = layouts.species_index(atoms.numbers, source, ghost_mask(atoms))
         i, j, _, vector = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
         check_min_distance(vector, i, j, source)  # before the costlier overlap
         blocks = _overlap(atoms, predictor, source)

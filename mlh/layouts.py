@@ -2,11 +2,14 @@
 
 The network outputs one e3x feature array per atom (on-site block) and per oriented
 pair (off-site block), of shape (2, (max_degree+1)^2, n_features) whatever the species.
-`OutputLayouts` holds, for the model's species (indices 0..S-1, sorted by atomic
-number), the layout of each ordered species pair padded to that shape, the masks of
-stored entries, and the signed permutation that turns the irreps of a block H into the
-irreps of H^T (the block seen from the other atom). Tables are numpy arrays indexed by
-species indices so that jitted code can gather them.
+A species is an atomic number and a ghost flag: a ghost atom (basis functions, no
+potential; a vacancy) is its own species, with its own embedding, scale-shift and
+outputs, and the basis of its element. `OutputLayouts` holds, for the model's species
+(indices 0..S-1, sorted by (atomic number, ghost)), the layout of each ordered species
+pair padded to that shape, the masks of stored entries, and the signed permutation
+that turns the irreps of a block H into the irreps of H^T (the block seen from the
+other atom). Tables are numpy arrays indexed by species indices so that jitted code
+can gather them.
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ class OutputLayouts:
     """Layouts of all ordered species pairs of a model, padded to one shape.
 
     Attributes:
-        basis: the basis of the model's species (defines ls and orbital counts).
-        numbers: (S,) atomic numbers of the model's species, ascending; the species
-            index of an atom is its position here.
+        basis: the basis of the model's elements (defines ls and orbital counts).
+        numbers: (S,) atomic number of each species.
         onsite_degree, onsite_features: shape parameters of on-site irreps arrays.
         offsite_degree, offsite_features: shape parameters of pair irreps arrays.
+        ghosts: (S,) True for ghost species; empty (models without ghosts) means all
+            False. Species are unique and sorted by (number, ghost); the species index
+            of an atom is the position of its (number, ghost) here.
     """
 
     basis: Basis
@@ -73,39 +78,68 @@ class OutputLayouts:
     onsite_features: int
     offsite_degree: int
     offsite_features: int
+    ghosts: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        numbers = tuple(int(z) for z in self.numbers)
+        ghosts = tuple(bool(g) for g in self.ghosts) or (False,) * len(numbers)
+        object.__setattr__(self, "numbers", numbers)
+        object.__setattr__(self, "ghosts", ghosts)
+        species = list(zip(numbers, ghosts))
+        if len(ghosts) != len(numbers) or species != sorted(set(species)):
+            raise MLHError(f"species must be unique and sorted by (number, ghost), got {species}")
 
     @classmethod
-    def from_basis(cls, basis: Basis, numbers: tuple[int, ...] | None = None) -> OutputLayouts:
-        """Layouts for `numbers` (default: every species of `basis`)."""
-        numbers = tuple(sorted({s.number for s in basis.species} if numbers is None else set(numbers)))
-        ls = [basis.for_number(z).ls for z in numbers]
+    def from_basis(
+        cls, basis: Basis, numbers: tuple[int, ...] | None = None, ghost_numbers: tuple[int, ...] = ()
+    ) -> OutputLayouts:
+        """Layouts for `numbers` (default: every element of `basis`) and ghost species of `ghost_numbers`."""
+        real = {s.number for s in basis.species} if numbers is None else set(numbers)
+        species = sorted({(z, False) for z in real} | {(z, True) for z in ghost_numbers})
+        ls = [basis.for_number(z).ls for z, _ in species]
         onsite = [_needed(l, l) for l in ls]
         offsite = [_needed(a, b) for a in ls for b in ls]
         return cls(
             basis=basis,
-            numbers=numbers,
+            numbers=tuple(z for z, _ in species),
             onsite_degree=max(d for d, _ in onsite),
             onsite_features=max(f for _, f in onsite),
             offsite_degree=max(d for d, _ in offsite),
             offsite_features=max(f for _, f in offsite),
+            ghosts=tuple(g for _, g in species),
         )
 
     @property
     def n_species(self) -> int:
         return len(self.numbers)
 
-    def species_index(self, numbers: np.ndarray, source: str = "structure") -> np.ndarray:
-        """Species indices (N,) of atomic numbers (N,); MLHError for species the model lacks."""
-        numbers = np.asarray(numbers)
-        known = np.asarray(self.numbers)
-        unknown = sorted(set(numbers.tolist()) - set(self.numbers))
+    @property
+    def species_names(self) -> list[str]:
+        """Element symbol of each species, "(ghost)" appended for ghost species."""
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[z] + ("(ghost)" if g else "") for z, g in zip(self.numbers, self.ghosts)]
+
+    def species_index(
+        self, numbers: np.ndarray, source: str = "structure", ghost: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Species indices (N,) of atoms with atomic numbers (N,) and ghost flags (N,) (None: no ghosts).
+
+        Raises:
+            MLHError: a species (element, or ghost of an element) the model lacks.
+        """
+        numbers = np.asarray(numbers, np.int64)
+        ghost = np.zeros(len(numbers), bool) if ghost is None else np.asarray(ghost, bool)
+        codes = 2 * numbers + ghost
+        known = 2 * np.asarray(self.numbers, np.int64) + np.asarray(self.ghosts, np.int64)
+        unknown = sorted(set(codes.tolist()) - set(known.tolist()))
         if unknown:
             from ase.data import chemical_symbols
 
-            names = ", ".join(chemical_symbols[z] for z in unknown)
-            model = ", ".join(chemical_symbols[z] for z in self.numbers)
+            names = ", ".join(chemical_symbols[c // 2] + (" (ghost)" if c % 2 else "") for c in unknown)
+            model = ", ".join(self.species_names)
             raise MLHError(f"{source}: species {names} not known to the model (it knows {model})")
-        return np.searchsorted(known, numbers).astype(np.int32)
+        return np.searchsorted(known, codes).astype(np.int32)
 
     def ls(self, species: int) -> tuple[int, ...]:
         return self.basis.for_number(self.numbers[species]).ls
@@ -170,4 +204,5 @@ class OutputLayouts:
             "onsite_features": self.onsite_features,
             "offsite_degree": self.offsite_degree,
             "offsite_features": self.offsite_features,
+            "ghosts": list(self.ghosts),
         }

@@ -1,4 +1,4 @@
-"""`mlh template | analyze | train | infer | evaluate`: the predictor's commands.
+"""`mlh template | analyze | partition | train | infer | evaluate`: the predictor's commands.
 
 Each parses its arguments, calls one library function and reports; JAX is imported
 inside the commands. The model runs in float32; metrics are computed in float64 numpy.
@@ -59,6 +59,36 @@ def analyze(
         f"bonds {int(sizes.n_bonds.min())}-{int(sizes.n_bonds.max())}"
     )
     typer.echo(f"scale-shift statistics written to {target}")
+
+
+@app.command()
+@reports_errors
+def partition(
+    records: Annotated[list[Path], typer.Argument(help="Record folders or files with H (NetCDF).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder of the slices (a subfolder per record).")],
+    axis: Annotated[int, typer.Option(help="Periodic cell axis cut into slices: 0, 1 or 2.")] = 0,
+    thickness: Annotated[
+        Optional[float], typer.Option(help="Slice thickness in Å (slices are at least this thick).")
+    ] = None,
+    count: Annotated[Optional[int], typer.Option(help="Number of slices (instead of --thickness).")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="Training YAML (cutoffs, message passing); default: defaults.")
+    ] = None,
+) -> None:
+    """Cut records into augmented slices (seed 004) for training on structures too large for memory.
+
+    `mlh train` reuses the slices when its data.partition has the same settings and folder.
+    """
+    from mlh.config import TrainConfig, load_config, partition_config
+    from mlh.data import record_files
+    from mlh.partition_io import partition_files
+
+    model = (load_config(config) if config else TrainConfig()).model
+    settings = partition_config(axis=axis, thickness=thickness, count=count)
+    files = [
+        path for record in record_files(records) for path in partition_files(record, settings, model, output, typer.echo)
+    ]
+    typer.echo(f"{len(files)} slices in {output}")
 
 
 @app.command("train")

@@ -5,8 +5,12 @@ Run folder (`config.output`):
 - `metrics.csv`: one row per epoch (losses, matrix-element MAE in meV on-site / off-site /
   per species pair on the validation set, learning-rate scale, time, compilations);
 - `model/`: the predictor with the lowest validation loss so far (`mlh.predictor`);
-- `config.yaml`: the configuration used.
-Training runs in float32 on JAX's default device.
+- `config.yaml`: the configuration used;
+- `partitions/`: the slices of the records when `data.partition` is set (unless its
+  `folder` says otherwise).
+Training runs in float32 on JAX's default device. With `data.partition`, the records are
+cut into augmented slices (`mlh.partition`) that are streamed from disk, and each step
+takes `batch_size` slices per local device, data-parallel over the devices.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mlh.analyze import SCALE_SHIFT_FILE, dataset_basis, fit_from_samples
+from mlh.analyze import SCALE_SHIFT_FILE, dataset_layouts, fit_from_samples
 from mlh.atomic import atomic_output
 from mlh.config import DataConfig, TrainConfig
-from mlh.data import Sample, collate, load_samples, record_files
+from mlh.data import Sample, collate, load_samples, record_files, stack_batches
 from mlh.errors import MLHError
 from mlh.gpaw_settings import merged_settings
 from mlh.layouts import OutputLayouts
@@ -54,22 +58,24 @@ def split_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
 def block_errors(
     onsite: np.ndarray, offsite: np.ndarray, sample: Sample, layouts: OutputLayouts
 ) -> dict[str, np.ndarray]:
-    """Absolute matrix-element errors (eV) of predicted irreps, keyed 'onsite', 'offsite' and 'A-B'."""
-    from ase.data import chemical_symbols
-
+    """Absolute matrix-element errors (eV) of predicted irreps of the labelled atoms and the bonds,
+    keyed 'onsite', 'offsite' and 'A-B'."""
     graph = sample.graph
-    species = graph.species
-    si, sj = species[graph.bond_i], species[graph.bond_j]
+    labelled = graph.species[: sample.labelled_atoms]
+    si, sj = graph.species[graph.bond_i], graph.species[graph.bond_j]
     on_error = [
         np.abs(p - t)
-        for p, t in zip(onsite_blocks(onsite, species, layouts), onsite_blocks(sample.onsite, species, layouts))
+        for p, t in zip(
+            onsite_blocks(onsite[: len(labelled)], labelled, layouts),
+            onsite_blocks(sample.onsite[: len(labelled)], labelled, layouts),
+        )
     ]
     off_error = [
         np.abs(p - t)
         for p, t in zip(pair_blocks(offsite, si, sj, layouts), pair_blocks(sample.offsite, si, sj, layouts))
     ]
-    names = [chemical_symbols[z] for z in layouts.numbers]
-    kinds = [(a, a) for a in species] + [tuple(sorted(p)) for p in zip(si, sj)]
+    names = layouts.species_names
+    kinds = [(a, a) for a in labelled] + [tuple(sorted(p)) for p in zip(si, sj)]
     by_pair: dict[str, list[np.ndarray]] = {}
     for (a, b), error in zip(kinds, on_error + off_error):
         by_pair.setdefault(f"{names[a]}-{names[b]}", []).append(error)
@@ -129,11 +135,27 @@ class _Steps:
             loss, parts = irreps_loss(onsite, offsite, batch, tables, config.loss)
             return onsite, offsite, loss, parts
 
+        def parallel_step(params, opt_state, stacked, weights, tables):
+            def mean_loss(params):
+                losses, parts = jax.vmap(loss_fn, in_axes=(None, 0, None))(params, stacked, tables)
+                return (weights * losses).sum() / weights.sum(), parts
+
+            (loss, parts), grads = jax.value_and_grad(mean_loss, has_aux=True)(params)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params, value=loss)
+            return optax.apply_updates(params, updates), opt_state, loss, parts
+
         self._train = jax.jit(train_step)
         self._evaluate = jax.jit(evaluate)
+        self._train_parallel = jax.jit(parallel_step)
+        mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("device",))
+        self.sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("device"))
+
+    @property
+    def n_devices(self) -> int:
+        return self.sharding.mesh.size
 
     def _count(self, kind: str, batch) -> None:
-        self.shapes.add((kind, batch.species.shape[0], batch.edge_center.shape[0], batch.bond_i.shape[0]))
+        self.shapes.add((kind, batch.species.shape[-1], batch.edge_center.shape[-1], batch.bond_i.shape[-1]))
 
     def train(self, params, opt_state, batch, tables):
         self._count("train", batch)
@@ -142,6 +164,19 @@ class _Steps:
     def evaluate(self, params, batch, tables):
         self._count("evaluate", batch)
         return self._evaluate(params, batch, tables)
+
+    def train_parallel(self, params, opt_state, batches: Sequence, tables):
+        """One step on up to `n_devices` batches, one per device; the loss is their mean.
+
+        Batches are padded to one shape and stacked; missing ones repeat the first with weight 0.
+        """
+        import jax
+
+        weights = (np.arange(self.n_devices) < len(batches)).astype(np.float32)
+        stacked = stack_batches([*batches, *[batches[0]] * (self.n_devices - len(batches))])
+        self._count("train_parallel", stacked)
+        stacked, weights = jax.device_put((stacked, weights), self.sharding)
+        return self._train_parallel(params, opt_state, stacked, weights, tables)
 
 
 def _validate(steps: _Steps, params, samples: Sequence[Sample], predictor: Predictor, config: TrainConfig, tables):
@@ -191,13 +226,21 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
     with atomic_output(output / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
-    train_files, valid_files = split_files(config.data)
-    layouts = OutputLayouts.from_basis(dataset_basis(train_files))
+    data = config.data
+    train_files, valid_files = split_files(data)
+    layouts = dataset_layouts(train_files)
     atom_cutoff = config.model.atom_centered.radial_basis.cutoff
     bond_cutoff = config.model.bond_centered.cutoff
-    train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff)
-    valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff)
-    log(f"{len(train_samples)} training and {len(valid_samples)} validation structures")
+    if data.partition is None:
+        train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff)
+        valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff)
+    else:
+        from mlh.partition_io import partitioned_samples
+
+        train_samples = partitioned_samples(train_files, layouts, config, log)
+        valid_samples = partitioned_samples(valid_files, layouts, config, log)
+    unit = "structures" if data.partition is None else "slices"
+    log(f"{len(train_samples)} training and {len(valid_samples)} validation {unit}")
     stats = _scale_shift(config, layouts, train_samples, log)
     metadata = {
         "gpaw": merged_settings({str(path): record_provenance(path)
@@ -205,11 +248,14 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
         "n_train": len(train_samples),
         "n_valid": len(valid_samples),
     }
+    if data.partition is not None:
+        metadata["partition"] = data.partition.model_dump(mode="json", exclude={"folder"})
     initial = Predictor.initialise(config.model, layouts, stats, config.seed)
     predictor = initial.with_params(initial.params, metadata)
-    log(f"{predictor.n_parameters} parameters; device {jax.devices()[0].platform}")
     tables = predictor.tables()
     steps = _Steps(predictor, config)
+    devices = f"{steps.n_devices} x " if data.partition is not None else ""
+    log(f"{predictor.n_parameters} parameters; device {devices}{jax.devices()[0].platform}")
 
     state = TrainState(predictor.params, steps.optimizer.init(predictor.params), 0, [])
     checkpoint = output / "checkpoint.msgpack"
@@ -218,18 +264,26 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
         log(f"resuming after epoch {state.epoch}")
     best = min((row["valid_loss"] for row in state.history if "valid_loss" in row), default=np.inf)
 
-    data = config.data
     params, opt_state, history = state.params, state.opt_state, list(state.history)
+    per_step = data.batch_size * (1 if data.partition is None else steps.n_devices)
     for epoch in range(state.epoch + 1, config.n_epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng([data.split_seed, epoch])
         order = rng.permutation(len(train_samples))
-        batches = range(0, len(order), data.batch_size)
+        batches = range(0, len(order), per_step)
         losses = []
         for first in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
-            group = [train_samples[i] for i in order[first : first + data.batch_size]]
-            batch = collate(group, data.atoms_pad_multiple, data.nl_pad_multiple, data.bond_fraction, rng)
-            params, opt_state, loss, _ = steps.train(params, opt_state, batch, tables)
+            group = [train_samples[i] for i in order[first : first + per_step]]
+            if data.partition is None:
+                batch = collate(group, data.atoms_pad_multiple, data.nl_pad_multiple, data.bond_fraction, rng)
+                params, opt_state, loss, _ = steps.train(params, opt_state, batch, tables)
+            else:
+                parts = [
+                    collate(group[k : k + data.batch_size], data.atoms_pad_multiple, data.nl_pad_multiple,
+                            data.bond_fraction, rng)
+                    for k in range(0, len(group), data.batch_size)
+                ]
+                params, opt_state, loss, _ = steps.train_parallel(params, opt_state, parts, tables)
             losses.append(float(loss))
         row = {
             "epoch": epoch,
