@@ -1,0 +1,6 @@
+"""Relaxations and defect formation energies with machine-learned Hamiltonians.
+
+Modules: `relax.calculator` (the ASE calculator MLHCalculator), `relax.optimize`
+(fixed-cell BFGS/FIRE relaxation and its Dataset), `relax.formation` (formation energies,
+seed 003 eq. 1). Nothing is imported here, so `import relax` stays cheap.
+"""

@@ -1,0 +1,25 @@
+"""Small JAX helpers shared by the differentiable physics modules (not public API)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from mlh.errors import MLHError
+
+__all__ = ["register_pytree", "require_x64"]
+
+
+def register_pytree(cls, meta: tuple[str, ...] = ()):
+    """Register a frozen dataclass as a pytree: fields in `meta` are static, others leaves."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    return jax.tree_util.register_dataclass(
+        cls, data_fields=[f for f in fields if f not in meta], meta_fields=list(meta))
+
+
+def require_x64(module: str) -> None:
+    """MLHError unless JAX computes in float64 (globally or inside jax.enable_x64(True))."""
+    if not jax.config.jax_enable_x64:
+        raise MLHError(f'{module} needs float64: run inside jax.enable_x64(True) or call '
+                       f'jax.config.update("jax_enable_x64", True) first')

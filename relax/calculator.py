@@ -1,0 +1,192 @@
+"""ASE calculator: energies and forces from a machine-learned Hamiltonian.
+
+Two routes (docs/physics.md has the measured accuracy of both):
+
+- "dft" (default): the model's H fixes the occupied states and GPAW evaluates its
+  Kohn-Sham (or Harris-Foulkes) functional and LCAO forces at their density
+  (physics.dft_functional). Errors second order in the error of H (forces within ~35
+  meV/Å of GPAW's SCF for the bundled WSe2 model), but a GPAW setup per call (~1 min for
+  36 atoms on 2 cores), and GPAW's forces miss the response term of a non-self-consistent
+  density (they are close to, not exactly, -dE/dR).
+- "jax": E = A_band[H_model, S] + E_rep, forces exactly -dE/dR by one gradient through
+  the model and S (physics.jax_energy); ~0.1-1 s per call after compilation. Needs a
+  repulsion (physics.repulsion), by default `repulsion.json` in the model folder. Its
+  accuracy is that of the model's band energy plus a pair potential: poor for the
+  bundled model (see docs/physics.md).
+
+Properties: "energy" (extrapolated to zero width), "free_energy" (Mermin free energy, the
+one the jax route's forces belong to) and "forces". Units: eV, Å. Works for periodic
+cells and for molecules in a box (a cell is required, as for GPAW; k-points only along
+periodic directions). Results are cached by ASE's Calculator (no recomputation for
+unchanged atoms); the jax route also reuses its neighbour lists while atoms move less than
+skin / 2. Bad input (species the model lacks, atoms closer than 0.5 Å, a NaN Hamiltonian,
+no cell) raises `CalculatorInputError`, an mlh.errors.MLHError and an ASE InputError.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, InputError, all_changes
+
+from mlh.errors import MLHError
+from mlh.predictor import Predictor
+
+__all__ = ["MLHCalculator", "CalculatorInputError", "REPULSION_FILE"]
+
+REPULSION_FILE = "repulsion.json"
+"""Default repulsion file name inside a model folder."""
+
+
+class CalculatorInputError(MLHError, InputError):
+    """Bad input to MLHCalculator: an MLHError that ASE also recognises as an InputError."""
+
+
+class MLHCalculator(Calculator):
+    """Energy and forces from a predictor's Hamiltonian (see the module docstring).
+
+    Args:
+        model: a Predictor or its folder.
+        route: "dft" (GPAW's functional at the model's density) or "jax" (band energy +
+            repulsion).
+        repulsion: jax route: a Repulsion or a JSON file; default MODEL/repulsion.json.
+        kpts: Monkhorst-Pack grid; default from `kpoint_density` (1 along non-periodic
+            directions, Γ for molecules).
+        kpoint_density: k-points per reciprocal Å when kpts is not given.
+        width: Fermi-Dirac width (eV).
+        skin: jax route: extra reach of the neighbour lists (Å).
+        charge: net charge (e).
+        h: dft route: GPAW's grid spacing (Å).
+        functional: dft route: "kohn-sham" (variational) or "harris" (Harris-Foulkes) energy.
+        label, atoms, directory: as for ase.calculators.calculator.Calculator.
+
+    Attributes:
+        last_result: the route's full result of the last calculation
+            (physics.jax_energy.EnergyResult or physics.dft_functional.DFTFunctionalResult).
+        seconds: wall time of the last calculation (s).
+        n_calculations: calculations done (cache hits excluded).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(
+        self,
+        model: Predictor | str | os.PathLike,
+        route: Literal["dft", "jax"] = "dft",
+        repulsion=None,
+        kpts: tuple[int, int, int] | None = None,
+        kpoint_density: float = 2.0,
+        width: float = 0.01,
+        skin: float = 0.5,
+        charge: float = 0.0,
+        h: float = 0.2,
+        functional: Literal["kohn-sham", "harris"] = "kohn-sham",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if route not in ("jax", "dft"):
+            raise CalculatorInputError(f"unknown route {route!r}; choose 'dft' or 'jax'")
+        if functional not in ("kohn-sham", "harris"):
+            raise CalculatorInputError(f"unknown functional {functional!r}; choose "
+                                       f"'kohn-sham' or 'harris'")
+        if kpts is not None and (np.shape(kpts) != (3,) or np.min(kpts) < 1):
+            raise CalculatorInputError(f"kpts must be three positive integers, got {kpts}")
+        try:
+            predictor = model if isinstance(model, Predictor) else Predictor.load(Path(model))
+            self.predictor = predictor
+            self.route = route
+            self.kpts = None if kpts is None else tuple(int(n) for n in kpts)
+            self.kpoint_density = float(kpoint_density)
+            self.width = float(width)
+            self.charge = float(charge)
+            self.h = float(h)
+            self.functional = functional
+            self._band_route = (self._make_band_route(model, repulsion, skin)
+                                if route == "jax" else None)
+            self._settings = self._make_dft_settings() if route == "dft" else None
+        except MLHError as error:
+            raise CalculatorInputError(str(error)) from None
+        self.last_result = None
+        self.seconds = 0.0
+        self.n_calculations = 0
+
+    def _make_band_route(self, model, repulsion, skin: float):
+        from physics.jax_energy import BandEnergyRoute
+        from physics.repulsion import Repulsion, read_repulsion
+
+        if repulsion is None:
+            if isinstance(model, Predictor):
+                raise MLHError("route 'jax' needs a repulsion: pass repulsion= (a Repulsion "
+                               "or a JSON file) when the model is given as a Predictor")
+            repulsion = Path(model) / REPULSION_FILE
+        if not isinstance(repulsion, Repulsion):
+            if not Path(repulsion).is_file():
+                raise MLHError(f"{repulsion}: no repulsion file; fit one with "
+                               f"physics.jax_energy.fit_repulsion_to_records")
+            repulsion = read_repulsion(repulsion)
+        return BandEnergyRoute(self.predictor, repulsion=repulsion, width=self.width,
+                               kpts=self.kpts, kpoint_density=self.kpoint_density, skin=skin,
+                               charge=self.charge)
+
+    def _make_dft_settings(self):
+        """GPAW settings of the dft route: the model's xc, basis and setups, our h and width."""
+        from pydantic import ValidationError
+
+        from mlh.gpaw_settings import GPAWSettings
+        from mlh.infer import gpaw_settings_of
+
+        core = gpaw_settings_of(self.predictor)
+        try:
+            return GPAWSettings(xc=core.xc, basis=core.basis, setups=core.setups, h=self.h,
+                                kpts=self.kpts, kpoint_density=self.kpoint_density,
+                                smearing_width=self.width)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise MLHError(f"{first['loc'][0]}: {first['msg']}") from None
+
+    def calculate(self, atoms: Atoms | None = None, properties=("energy",),
+                  system_changes=all_changes) -> None:
+        """Compute energy, free energy and forces (the jax route always computes forces, the
+        dft route only when asked: ask for forces first to avoid a second GPAW run)."""
+        super().calculate(atoms, properties, system_changes)
+        start = time.perf_counter()
+        try:
+            if self.route == "jax":
+                self._calculate_jax()
+            else:
+                self._calculate_dft("forces" in properties)
+        except MLHError as error:
+            raise CalculatorInputError(str(error)) from None
+        self.seconds = time.perf_counter() - start
+        self.n_calculations += 1
+
+    def _calculate_jax(self) -> None:
+        result = self._band_route.evaluate(self.atoms)
+        self.last_result = result
+        self.results = {"energy": result.energy, "free_energy": result.free_energy,
+                        "forces": result.forces}
+
+    def _calculate_dft(self, forces: bool) -> None:
+        from mlh.infer import predict_record
+        from physics.dft_functional import dft_functional_for_record
+
+        atoms, settings = self.atoms, self._settings
+        if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
+            raise MLHError("a cell is required (put a molecule in a box)")
+        record = predict_record(self.predictor, atoms)
+        result = dft_functional_for_record(
+            record, settings=settings, kpts=settings.scf_kpts(atoms.cell.array, atoms.pbc),
+            forces=forces, charge=self.charge)
+        self.last_result = result
+        harris = self.functional == "harris"
+        self.results = {
+            "energy": result.harris_energy if harris else result.energy,
+            "free_energy": result.harris_free_energy if harris else result.free_energy,
+        }
+        if forces:
+            self.results["forces"] = result.forces
