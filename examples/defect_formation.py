@@ -26,7 +26,7 @@ from pathlib import Path
 from mlh.errors import MLHError
 from relax_structure import (
     add_calculator_arguments, calculator_attrs, make_calculator, parse_kpts, read_frame,
-    relax_and_write,
+    relax_and_write, run_command,
 )
 
 
@@ -114,13 +114,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except MLHError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(run, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> None:
                     {**calculator_attrs(args), "structure": str(args.structure)})
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(run, parse_args, argv: list[str] | None) -> int:
+    """Parse, run, and turn an MLHError into one `error:` line and exit code 1."""
     args = parse_args(argv)
     try:
         run(args)
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,15 @@ def rotate_structure(atoms: Atoms, rotation: np.ndarray) -> Atoms:
     if atoms.pbc.any():
         rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
     return rotated
+
+
+@pytest.fixture(scope="module")
+def float64():
+    """JAX in float64 for the tests of one module (restored afterwards); physics code
+    enables x64 only at entry points, never on import."""
+    import jax
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)

@@ -7,7 +7,6 @@ the energy is invariant and the forces rotate under rotations and translations.
 
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from ase import Atoms
@@ -28,12 +27,7 @@ STEPS = (0.0025, 0.00125)  # Å
 FORCE_TOLERANCE = 1e-5     # eV/Å, Richardson-extrapolated FD vs analytic
 
 
-@pytest.fixture(scope="module", autouse=True)
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.fixture(scope="module")

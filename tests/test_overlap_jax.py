@@ -22,12 +22,7 @@ WSE2_SETTINGS = GPAWSettings(setups={"W": "6"})
 FD_STEP = 1e-4  # Å
 
 
-@pytest.fixture(scope="module", autouse=True)
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
 from ase import Atoms
@@ -15,12 +14,7 @@ from physics.repulsion import (
 SE, W = 34, 74
 
 
-@pytest.fixture(scope="module", autouse=True)
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def known_repulsion() -> Repulsion:
