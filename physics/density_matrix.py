@@ -41,7 +41,8 @@ from physics.occupations import (
 __all__ = [
     "DensityMatrices", "density_matrices", "density_matrices_for_record", "generalized_eigh",
     "mulliken_populations", "mulliken_charges", "orbital_atoms", "density_matrix_blocks",
-    "record_smearing_width", "HERMITIAN_TOLERANCE", "OCCUPATION_CUTOFF", "DEFAULT_WIDTH",
+    "kspace_blocks", "record_smearing_width", "HERMITIAN_TOLERANCE", "OCCUPATION_CUTOFF",
+    "DEFAULT_WIDTH",
 ]
 
 HERMITIAN_TOLERANCE = 1e-8
@@ -407,37 +408,52 @@ def mulliken_charges(
 def density_matrix_blocks(
     dm: DensityMatrices, record: HamiltonianRecord, energy_weighted: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """rho (or W) in the record's block layout: the conjugate of its H(R), S(R) blocks.
+    """rho (or W) in the record's block layout: `kspace_blocks` of dm.rho (dm.energy_weighted)."""
+    source = dm.energy_weighted if energy_weighted else dm.rho
+    return kspace_blocks(source, dm.kpoints, dm.kpoint_weights, record)
+
+
+def kspace_blocks(
+    M_skMM: np.ndarray, kpoints: np.ndarray, kpoint_weights: np.ndarray,
+    record: HamiltonianRecord,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matrices M_s(k) like rho(k) in the record's block layout: the conjugate of its H(R),
+    S(R) blocks.
 
     For the stored pair p = (i, j, R) the block is
 
-        P_p[mu, nu] = Re sum_k w_k rho(k)_{nu mu} exp(+2 pi i k.R),
+        P_p[mu, nu] = Re sum_k w_k M(k)_{nu mu} exp(+2 pi i k.R),
 
     (real for a full or time-reversal-reduced k set), so that, with the on-site blocks P_a,
 
-        sum_k w_k Tr[rho(k) H(k)] = sum_a <P_a, H_a> + 2 sum_p <P_p, H_p>
+        sum_k w_k Tr[M(k) H(k)] = sum_a <P_a, H_a> + 2 sum_p <P_p, H_p>
 
-    (<A, B> = sum of A * B), and likewise N with S (and Tr[W S] with W). A pair the record
-    does not store contributes nothing, so this holds exactly for the record's own H, S.
+    (<A, B> = sum of A * B), and likewise with S. For M = rho this gives N and Tr[rho H],
+    for M = W, Tr[W S]. A pair the record does not store contributes nothing, so this
+    holds exactly for the record's own H, S.
+
+    Args:
+        M_skMM: (n_spins, n_k, N, N) Hermitian matrices (units of M).
+        kpoints: (n_k, 3) reduced k-points; kpoint_weights: (n_k,) their weights.
+        record: the layout (pairs, shifts, orbital counts).
 
     Returns:
-        (n_spins, n_pair_values) pair values and (n_spins, n_onsite_values) on-site values
-        (electrons; eV for W), laid out as record.H_pair / record.H_onsite.
+        (n_spins, n_pair_values) pair values and (n_spins, n_onsite_values) on-site values,
+        laid out as record.H_pair / record.H_onsite.
     """
-    if dm.n_orbitals != record.n_orbitals:
-        raise MLHError(f"density matrices of {dm.n_orbitals} orbitals for a record of "
-                       f"{record.n_orbitals}")
-    source = dm.energy_weighted if energy_weighted else dm.rho
+    n_spins, n_k, N = M_skMM.shape[0], M_skMM.shape[1], M_skMM.shape[-1]
+    if N != record.n_orbitals:
+        raise MLHError(f"matrices of {N} orbitals for a record of {record.n_orbitals}")
     rows, cols, pair_of_value = block_coo(record.pair_i, record.pair_j, record.orbital_counts)
     atoms = np.arange(record.n_atoms)
     orow, ocol, _ = block_coo(atoms, atoms, record.orbital_counts)
-    pair = np.zeros((dm.n_spins, len(rows)))
-    onsite = np.zeros((dm.n_spins, len(orow)))
-    for k in range(dm.n_kpoints):
-        w = dm.kpoint_weights[k]
-        phase = np.exp(2j * np.pi * (record.pair_shift @ dm.kpoints[k]))[pair_of_value]
-        for s in range(dm.n_spins):
-            rho = source[s, k]
-            pair[s] += w * (rho[cols, rows] * phase).real
-            onsite[s] += w * rho[ocol, orow].real
+    pair = np.zeros((n_spins, len(rows)))
+    onsite = np.zeros((n_spins, len(orow)))
+    for k in range(n_k):
+        w = kpoint_weights[k]
+        phase = np.exp(2j * np.pi * (record.pair_shift @ kpoints[k]))[pair_of_value]
+        for s in range(n_spins):
+            M = M_skMM[s, k]
+            pair[s] += w * (M[cols, rows] * phase).real
+            onsite[s] += w * M[ocol, orow].real
     return pair, onsite

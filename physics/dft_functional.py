@@ -82,6 +82,9 @@ class DFTFunctionalResult:
             to `free_energy`; extrapolation is the zero-width correction.
         kpoints: (n_k, 3) reduced k-points GPAW used (irreducible by time reversal).
         kpoint_weights: (n_k,) their weights (sum 1).
+        n_electrons: electrons placed (valence minus charge).
+        output_hamiltonians: (n_spins, n_k, N, N) H[n_out] (eV) at `kpoints`, GPAW's LCAO
+            Hamiltonian of the output density, if asked for (else None).
         timings: seconds spent in "setup" (GPAW objects), "energy" and "forces".
     """
 
@@ -95,6 +98,8 @@ class DFTFunctionalResult:
     energy_terms: dict[str, float]
     kpoints: np.ndarray
     kpoint_weights: np.ndarray
+    n_electrons: float = 0.0
+    output_hamiltonians: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -214,6 +219,7 @@ def evaluate_dft_functional(
     charge: float = 0.0,
     overlap_k: Callable[[np.ndarray | None], np.ndarray] | None = None,
     log: io.TextIOBase | str | None = None,
+    keep_output_hamiltonians: bool = False,
 ) -> DFTFunctionalResult:
     """GPAW's Kohn-Sham (and Harris-Foulkes) energy and LCAO forces at the state of a given H.
 
@@ -231,6 +237,8 @@ def evaluate_dft_functional(
         overlap_k: optional overlap_k(k) -> (N, N) S of the caller; it must equal GPAW's S
             to OVERLAP_TOLERANCE (a check that H belongs to this structure and basis).
         log: GPAW text log (path or stream); None for none.
+        keep_output_hamiltonians: return H[n_out] (for the response term of the forces,
+            physics.dft_forces).
 
     Returns:
         DFTFunctionalResult (see the module docstring for the two energies).
@@ -275,6 +283,12 @@ def evaluate_dft_functional(
     # potential matrix, so a second call for the same wfs would count them twice.
     matrix_calculator = dft.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(potential)
     H_out = [np.array(matrix_calculator.calculate_matrix(wfs).data) for wfs in ibzwfs]
+    output_hamiltonians = None
+    if keep_output_hamiltonians:
+        output_hamiltonians = np.zeros((ibzwfs.nspins, len(ibzwfs.ibz), *H_out[0].shape),
+                                       np.result_type(*H_out))
+        for H, wfs in zip(H_out, ibzwfs):
+            output_hamiltonians[wfs.spin, wfs.k] = H * Ha
     # Kohn-Sham band term Tr[rho H[n_out]]; GPAW's rho_MN = sum_n f_n conj(C_nM) C_nN.
     band_ks = sum(float(np.sum(wfs.calculate_density_matrix() * H).real)
                   for H, wfs in zip(H_out, ibzwfs))
@@ -310,6 +324,8 @@ def evaluate_dft_functional(
         energy_terms=terms,
         kpoints=np.asarray(ibzwfs.ibz.kpt_kc, float).copy(),
         kpoint_weights=np.asarray(ibzwfs.ibz.weight_k, float).copy(),
+        n_electrons=float(nelectrons),
+        output_hamiltonians=output_hamiltonians,
         timings=timings,
     )
 

@@ -409,6 +409,30 @@ class BandEnergyRoute:
         with jax.enable_x64(True):
             return self._blocks(atoms, source, {})[1]
 
+    def _trace_gradient(self, topology: EnergyTopology, record: HamiltonianRecord,
+                        rho: list[np.ndarray], W: list[np.ndarray]) -> np.ndarray:
+        """d/dR of Tr[rho H_model(R)] - Tr[W S(R)] + E_rep(R), rho and W constant (eV/Å)."""
+        functions, hamiltonian, model = self._functions, self.hamiltonian, topology.hamiltonian
+        band = functions.hamiltonian_gradient(
+            model.padded_positions(record.positions), hamiltonian.params,
+            hamiltonian.tables, model.inputs, model.flat_cotangent(*rho))
+        local = functions.local_gradient(jnp.asarray(record.positions), topology.overlap,
+                                         topology.repulsion, self._repulsion_parameters, W)
+        return np.asarray(band)[:record.n_atoms] + np.asarray(local)
+
+    def trace_gradient(self, atoms: Atoms, rho: list[np.ndarray], W: list[np.ndarray],
+                       source: str = "structure") -> np.ndarray:
+        """(n_atoms, 3) gradient d/dR of Tr[rho H_model(R)] - Tr[W S(R)] + E_rep(R) (eV/Å).
+
+        rho and W are constant spin-summed blocks (pair values, on-site values) in the
+        layout of `predicted_record(atoms)` (physics.density_matrix.kspace_blocks).
+        """
+        with jax.enable_x64(True):
+            topology = self.topology(atoms, source)
+            positions = topology.internal_positions(atoms.positions)
+            record = replace(topology.record, positions=positions)
+            return self._trace_gradient(topology, record, rho, W)
+
     def evaluate(
         self,
         atoms: Atoms,
@@ -445,16 +469,10 @@ class BandEnergyRoute:
             F = None
             if forces:
                 start = time.perf_counter()
-                rho = [part[0] for part in density_matrix_blocks(dm, record)]
-                W = [part[0] for part in density_matrix_blocks(dm, record, energy_weighted=True)]
-                functions, hamiltonian = self._functions, self.hamiltonian
-                model = topology.hamiltonian
-                band = functions.hamiltonian_gradient(
-                    model.padded_positions(record.positions), hamiltonian.params,
-                    hamiltonian.tables, model.inputs, model.flat_cotangent(*rho))
-                local = functions.local_gradient(jnp.asarray(record.positions), topology.overlap,
-                                                 topology.repulsion, self._repulsion_parameters, W)
-                F = -(np.asarray(band)[:record.n_atoms] + np.asarray(local))
+                rho = [part.sum(axis=0) for part in density_matrix_blocks(dm, record)]
+                W = [part.sum(axis=0)
+                     for part in density_matrix_blocks(dm, record, energy_weighted=True)]
+                F = -self._trace_gradient(topology, record, rho, W)
                 timings["forces"] = time.perf_counter() - start
 
         free = dm.band_free_energy + rep

@@ -3,11 +3,10 @@
 Two routes (docs/physics.md has the measured accuracy of both):
 
 - "dft" (default): the model's H fixes the occupied states and GPAW evaluates its
-  Kohn-Sham (or Harris-Foulkes) functional and LCAO forces at their density
-  (physics.dft_functional). Errors second order in the error of H (forces within ~35
-  meV/Å of GPAW's SCF for the bundled WSe2 model), but a GPAW setup per call (~1 min for
-  36 atoms on 2 cores), and GPAW's forces miss the response term of a non-self-consistent
-  density (they are close to, not exactly, -dE/dR).
+  Kohn-Sham (or Harris-Foulkes) functional and LCAO forces at their density, plus the
+  response term of a non-self-consistent density, so the forces are exactly -dA_KS/dR
+  (physics.dft_forces). Energy errors second order in the error of H, but a GPAW setup per
+  call (seconds to a minute for tens of atoms on 2 cores).
 - "jax": E = A_band[H_model, S] + E_rep, forces exactly -dE/dR by one gradient through
   the model and S (physics.jax_energy); ~0.1-1 s per call after compilation. Needs a
   repulsion (physics.repulsion), by default `repulsion.json` in the model folder. Its
@@ -59,10 +58,13 @@ class MLHCalculator(Calculator):
             directions, Γ for molecules).
         kpoint_density: k-points per reciprocal Å when kpts is not given.
         width: Fermi-Dirac width (eV).
-        skin: jax route: extra reach of the neighbour lists (Å).
+        skin: extra reach of the model's neighbour lists (Å).
         charge: net charge (e).
         h: dft route: GPAW's grid spacing (Å).
-        functional: dft route: "kohn-sham" (variational) or "harris" (Harris-Foulkes) energy.
+        functional: dft route: "kohn-sham" (variational) or "harris" (Harris-Foulkes) energy
+            (the forces are those of the Kohn-Sham free energy either way).
+        response: dft route: add the response term to GPAW's forces (exact -dA_KS/dR);
+            False for GPAW's forces of the state alone (cheaper, not conservative).
         label, atoms, directory: as for ase.calculators.calculator.Calculator.
 
     Attributes:
@@ -86,6 +88,7 @@ class MLHCalculator(Calculator):
         charge: float = 0.0,
         h: float = 0.2,
         functional: Literal["kohn-sham", "harris"] = "kohn-sham",
+        response: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,9 +109,10 @@ class MLHCalculator(Calculator):
             self.charge = float(charge)
             self.h = float(h)
             self.functional = functional
+            self.response = bool(response)
             self._band_route = (self._make_band_route(model, repulsion, skin)
                                 if route == "jax" else None)
-            self._settings = self._make_dft_settings() if route == "dft" else None
+            self._dft_route = self._make_dft_route(skin) if route == "dft" else None
         except MLHError as error:
             raise CalculatorInputError(str(error)) from None
         self.last_result = None
@@ -133,21 +137,23 @@ class MLHCalculator(Calculator):
                                kpts=self.kpts, kpoint_density=self.kpoint_density, skin=skin,
                                charge=self.charge)
 
-    def _make_dft_settings(self):
-        """GPAW settings of the dft route: the model's xc, basis and setups, our h and width."""
+    def _make_dft_route(self, skin: float):
+        """The dft route: the model's xc, basis and setups, our h, width and k grid."""
         from pydantic import ValidationError
 
         from mlh.gpaw_settings import GPAWSettings
         from mlh.infer import gpaw_settings_of
+        from physics.dft_forces import ModelDFTRoute
 
         core = gpaw_settings_of(self.predictor)
         try:
-            return GPAWSettings(xc=core.xc, basis=core.basis, setups=core.setups, h=self.h,
-                                kpts=self.kpts, kpoint_density=self.kpoint_density,
-                                smearing_width=self.width)
+            settings = GPAWSettings(xc=core.xc, basis=core.basis, setups=core.setups, h=self.h,
+                                    kpts=self.kpts, kpoint_density=self.kpoint_density,
+                                    smearing_width=self.width)
         except ValidationError as error:
             first = error.errors()[0]
             raise MLHError(f"{first['loc'][0]}: {first['msg']}") from None
+        return ModelDFTRoute(self.predictor, settings, charge=self.charge, skin=skin)
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",),
                   system_changes=all_changes) -> None:
@@ -172,16 +178,10 @@ class MLHCalculator(Calculator):
                         "forces": result.forces}
 
     def _calculate_dft(self, forces: bool) -> None:
-        from mlh.infer import predict_record
-        from physics.dft_functional import dft_functional_for_record
-
-        atoms, settings = self.atoms, self._settings
+        atoms = self.atoms
         if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
             raise MLHError("a cell is required (put a molecule in a box)")
-        record = predict_record(self.predictor, atoms)
-        result = dft_functional_for_record(
-            record, settings=settings, kpts=settings.scf_kpts(atoms.cell.array, atoms.pbc),
-            forces=forces, charge=self.charge)
+        result = self._dft_route.evaluate(atoms, forces=forces, response=self.response)
         self.last_result = result
         harris = self.functional == "harris"
         self.results = {

@@ -59,6 +59,9 @@ def recipe(
     vacancy_rate: Annotated[Optional[str], typer.Option(
         help="wse2 only: LOW:HIGH; each structure's mean vacancy fraction of Se sites is "
              "drawn uniformly from it.")] = None,
+    rattle: Annotated[Optional[str], typer.Option(
+        help="LOW:HIGH (Å); each structure's Gaussian rattle amplitude is drawn uniformly "
+             "from it (default: the recipe's own, 0.03 Å wse2, 0.05 Å sio2).")] = None,
 ) -> None:
     """Write COUNT random training structures of a recipe (see mlh.structures)."""
     import numpy as np
@@ -77,6 +80,8 @@ def recipe(
     rates = {key: _rate_range(text, option) for key, text, option in (
         ("dopant_rate", dopant_rate, "--dopant-rate"), ("vacancy_rate", vacancy_rate, "--vacancy-rate"))
         if text is not None}
+    if rattle is not None:
+        rates["rattle"] = _rate_range(rattle, "--rattle")
     if repeat is not None:
         try:
             kwargs["repeat"] = tuple(int(n) for n in repeat.lower().split("x"))
