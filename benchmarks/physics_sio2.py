@@ -1,0 +1,222 @@
+"""Physics benchmark (issue 4): both energy routes against GPAW SCF on rattled SiO2 with an O vacancy.
+
+    bash examples/make_sio2_dataset.sh            # GPAW data, model and repulsion (once)
+    .venv/bin/python benchmarks/physics_sio2.py --model example_output/sio2_training/model
+
+Structures (not in the training data): rattled alpha-quartz supercells (default 2x2x2 = 72
+atoms and 2x2x3 = 108 atoms) and the same cells with one O removed. For each cell and each
+route ("dft": GPAW's Kohn-Sham functional at the model's density with exact forces; "jax":
+band energy + fitted repulsion) it reports against one GPAW SCF of the same structure:
+energy error (meV/atom; "energy", extrapolated to zero width), force MAE (meV/Å, over
+components), and wall time per energy+force evaluation (a cold first call and a warm second
+one at slightly moved atoms) against the SCF's. For the relaxation size it relaxes host and
+defect with GPAW and with each route (BFGS, --fmax) and reports Delta Q = sqrt(sum m_i
+|dr_i|^2) (amu^1/2 Å) and the coordinate MAE (Å) of the relaxed structures against GPAW's,
+and the formation energy E_f = E(defect) - E(host) + E_O (E_O = half a spin-polarised GPAW
+O2, the same for every route) with its error (meV).
+
+Every GPAW SCF, route evaluation and relaxation is stored in WORKDIR as it finishes (JSON
+and ASE trajectories), so a killed run resumes where it stopped. Prints the summary and
+writes it to benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.io import write
+
+from mlh.atomic import atomic_output
+from mlh.gpaw_reference import gpaw_parameters
+from mlh.gpaw_settings import GPAWSettings, load_settings
+from mlh.predictor import Predictor
+from mlh.structures import quartz_with_vacancy
+from relax.calculator import MLHCalculator
+from relax.optimize import relax
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ structures and caching
+def test_cells(repeat: tuple[int, int, int], seed: int, rattle: float) -> dict[str, Atoms]:
+    """A rattled quartz host and the same cell with one O removed."""
+    rng = np.random.default_rng(seed)
+    host = quartz_with_vacancy(rng, repeat=repeat, max_strain=0.0, rattle=rattle,
+                               vacancy_probability=0.0)
+    oxygen = np.flatnonzero(host.numbers == 8)
+    defect = host.copy()
+    del defect[int(rng.choice(oxygen))]
+    return {"host": host, "defect": defect}
+
+
+def cached(path: Path, compute) -> dict:
+    """The JSON at `path`, or compute() written there atomically."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def gpaw_calculator(atoms: Atoms, settings: GPAWSettings, log: Path):
+    from gpaw.new.ase_interface import GPAW
+
+    kpts = settings.scf_kpts(atoms.cell.array, atoms.pbc)
+    return GPAW(**gpaw_parameters(atoms, settings, kpts), txt=str(log),
+                symmetry={"point_group": False, "time_reversal": True})
+
+
+def single_point(atoms: Atoms, calculator) -> dict:
+    start = time.perf_counter()
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    forces = atoms.get_forces()
+    energy = atoms.get_potential_energy()
+    return {"energy": float(energy), "forces": forces.tolist(),
+            "seconds": time.perf_counter() - start}
+
+
+def relaxation(atoms: Atoms, calculator, fmax: float, steps: int, trajectory: Path) -> dict:
+    result = relax(atoms, calculator, fmax=fmax, steps=steps, trajectory=trajectory)
+    return {"energy": float(result.energies[-1]), "positions": result.atoms.positions.tolist(),
+            "steps": result.steps, "converged": result.converged, "seconds": result.seconds,
+            "max_force": float(result.max_forces[-1])}
+
+
+# ------------------------------------------------------------------ comparisons
+def displacements(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Minimum-image displacements b - a (Å) in a periodic cell."""
+    from ase.geometry import find_mic
+
+    return find_mic(np.asarray(b) - np.asarray(a), cell, pbc=True)[0]
+
+
+def structure_errors(atoms: Atoms, positions: np.ndarray, reference: np.ndarray) -> dict:
+    d = displacements(reference, positions, atoms.cell.array)
+    return {"delta_Q_amu_half_angstrom": float(np.sqrt(np.sum(atoms.get_masses()[:, None] * d**2))),
+            "coordinate_mae_angstrom": float(np.abs(d).mean()),
+            "max_displacement_angstrom": float(np.linalg.norm(d, axis=1).max())}
+
+
+def point_errors(route: dict, reference: dict, n_atoms: int) -> dict:
+    return {"energy_error_meV_per_atom": 1e3 * (route["energy"] - reference["energy"]) / n_atoms,
+            "force_mae_meV_per_angstrom": 1e3 * float(np.abs(
+                np.array(route["forces"]) - np.array(reference["forces"])).mean())}
+
+
+# ------------------------------------------------------------------ the benchmark
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="SiO2 model folder "
+                        "(with repulsion.json for the jax route)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "out" / "physics_sio2")
+    parser.add_argument("--gpaw-config", type=Path, default=ROOT / "examples" / "sio2_gpaw.yaml")
+    parser.add_argument("--sizes", nargs="+", default=["2x2x2", "2x2x3"])
+    parser.add_argument("--relax-size", default="2x2x2")
+    parser.add_argument("--routes", nargs="+", default=["dft", "jax"], choices=["dft", "jax"])
+    parser.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--rattle", type=float, default=0.05, help="Å")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" /
+                        "physics_sio2.json")
+    return parser.parse_args()
+
+
+def oxygen_reference(settings: GPAWSettings, workdir: Path) -> dict:
+    """E_O = E(O2) / 2 from a spin-polarised GPAW O2 in a 10 Å box (eV)."""
+    def compute():
+        o2 = Atoms("O2", positions=[[0, 0, 0], [0, 0, 1.21]], cell=[10.0, 10.2, 10.4])
+        o2.center()
+        o2.set_initial_magnetic_moments([1.0, 1.0])
+        spin = settings.model_copy(update={"spinpol": True, "kpts": (1, 1, 1)})
+        point = single_point(o2, gpaw_calculator(o2, spin, workdir / "O2.txt"))
+        return {"energy_per_atom": point["energy"] / 2, "seconds": point["seconds"]}
+    return cached(workdir / "O2.json", compute)
+
+
+def main() -> None:
+    args = parse_args()
+    workdir = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(args.gpaw_config)
+    predictor = Predictor.load(args.model)
+    calculators = {route: MLHCalculator(predictor, route=route, width=settings.smearing_width,
+                                        kpoint_density=settings.kpoint_density, h=settings.h)
+                   for route in args.routes}
+    summary: dict = {"model": str(args.model), "fmax_eV_per_angstrom": args.fmax,
+                     "rattle_angstrom": args.rattle, "host": platform.node(),
+                     "cpu_count": os.cpu_count(), "cells": {}}
+    for size in args.sizes:
+        repeat = tuple(int(n) for n in size.split("x"))
+        for kind, atoms in test_cells(repeat, args.seed, args.rattle).items():
+            name = f"{size}_{kind}"
+            write(workdir / f"{name}.extxyz", atoms)
+            print(f"{name}: {len(atoms)} atoms", flush=True)
+            reference = cached(workdir / f"{name}_gpaw.json", lambda: single_point(
+                atoms, gpaw_calculator(atoms, settings, workdir / f"{name}_gpaw.txt")))
+            cell = {"atoms": len(atoms), "gpaw_scf_seconds": reference["seconds"], "routes": {}}
+            for route, calculator in calculators.items():
+                def evaluate(atoms=atoms, calculator=calculator):
+                    cold = single_point(atoms, calculator)
+                    moved = atoms.copy()
+                    moved.rattle(0.01, seed=1)
+                    warm = single_point(moved, calculator)
+                    return {**cold, "cold_seconds": cold["seconds"], "seconds": warm["seconds"]}
+                point = cached(workdir / f"{name}_{route}.json", evaluate)
+                cell["routes"][route] = {**point_errors(point, reference, len(atoms)),
+                                         "seconds_per_evaluation": point["seconds"],
+                                         "first_call_seconds": point["cold_seconds"]}
+                print(f"  {route}: {cell['routes'][route]}", flush=True)
+            summary["cells"][name] = cell
+    summary["relaxation"] = relaxation_benchmark(args, settings, calculators, workdir)
+    summary["peak_rss_GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(args.output) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    print(f"written to {args.output}")
+
+
+def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdir: Path) -> dict:
+    """Relax host and defect with GPAW and each route; structures and formation energies."""
+    repeat = tuple(int(n) for n in args.relax_size.split("x"))
+    cells = test_cells(repeat, args.seed, args.rattle)
+    oxygen = oxygen_reference(settings, workdir)["energy_per_atom"]
+    runs: dict[str, dict[str, dict]] = {}
+    for method in ["gpaw", *calculators]:
+        runs[method] = {}
+        for kind, atoms in cells.items():
+            name = f"relax_{args.relax_size}_{kind}_{method}"
+            print(f"{name} ...", flush=True)
+            calculator = (gpaw_calculator(atoms, settings, workdir / f"{name}.txt")
+                          if method == "gpaw" else calculators[method])
+            runs[method][kind] = cached(workdir / f"{name}.json", lambda: relaxation(
+                atoms, calculator, args.fmax, args.steps, workdir / f"{name}.traj"))
+    result: dict = {"size": args.relax_size, "oxygen_reference_eV": oxygen, "methods": {}}
+    for method, pair in runs.items():
+        formation = pair["defect"]["energy"] - pair["host"]["energy"] + oxygen
+        entry = {"formation_energy_eV": formation,
+                 **{f"{kind}_{key}": run[key] for kind, run in pair.items()
+                    for key in ("steps", "converged", "seconds", "max_force")}}
+        if method != "gpaw":
+            entry["formation_energy_error_meV"] = 1e3 * (
+                formation - result["methods"]["gpaw"]["formation_energy_eV"])
+            for kind, atoms in cells.items():
+                entry[kind] = structure_errors(atoms, np.array(pair[kind]["positions"]),
+                                               np.array(runs["gpaw"][kind]["positions"]))
+        result["methods"][method] = entry
+    return result
+
+
+if __name__ == "__main__":
+    main()
