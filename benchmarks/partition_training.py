@@ -2,7 +2,7 @@
 
 The same model is trained on one GPAW record, once on the whole record and once per
 slice thickness (`data.partition`), each run in a fresh process so that its peak memory
-is its own, and each model is tested on another structure of the same material. Printed
+is its own, and each model is tested on other structures of the same material. Printed
 and saved (JSON) per run: H matrix-element MAE on the test structure (meV: all, on-site,
 off-site), seconds per epoch (median over the epochs after the first, which compiles),
 steps per epoch, atoms per step, peak host memory (max RSS, MiB) and, on a GPU, peak
@@ -66,16 +66,20 @@ def _metrics(folder: Path) -> list[dict]:
     return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
 
 
-def _test_errors(model: Path, test: Path) -> dict:
-    """H MAE (meV) of a trained model on the test record."""
+def _test_errors(model: Path, tests: list[Path]) -> dict:
+    """H MAE (meV) of a trained model on the test records (mean over records)."""
     from mlh.infer import predict_record
     from mlh.metrics import matrix_element_errors
     from mlh.predictor import Predictor
     from mlh.record_io import read_record
 
-    reference = read_record(test)
-    errors = matrix_element_errors(predict_record(Predictor.load(model), reference, str(test)), reference)
-    return {f"{key}_meV": round(1000 * float(errors[key]), 3) for key in ("mae_all", "mae_onsite", "mae_offsite")}
+    predictor = Predictor.load(model)
+    errors = []
+    for test in tests:
+        reference = read_record(test)
+        errors.append(matrix_element_errors(predict_record(predictor, reference, str(test)), reference))
+    return {f"{key}_meV": round(1000 * sum(float(e[key]) for e in errors) / len(errors), 3)
+            for key in ("mae_all", "mae_onsite", "mae_offsite")}
 
 
 def _slices(train: Path, partition, model, folder: Path) -> dict:
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace) -> dict:
     from mlh.record_io import read_record
 
     base = load_config(args.config)
-    n_train, n_test = read_record(args.train).n_atoms, read_record(args.test).n_atoms
+    n_train = read_record(args.train).n_atoms
+    n_test = [read_record(test).n_atoms for test in args.test]
     workdir = Path(args.workdir)
     runs = []
     for thickness in [None, *args.thickness]:
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> dict:
         runs.append(row)
     return {
         "train_record": str(args.train),
-        "test_record": str(args.test),
+        "test_records": [str(test) for test in args.test],
         "train_atoms": n_train,
         "test_atoms": n_test,
         "config": str(args.config),
@@ -164,7 +169,8 @@ def _table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("train", type=Path, help="GPAW record (NetCDF) to train on")
-    parser.add_argument("test", type=Path, help="GPAW record of another structure of the same material")
+    parser.add_argument("test", type=Path, nargs="+",
+                        help="GPAW records of other structures of the same material (MAE: mean over them)")
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "wse2_model.yaml",
                         help="training YAML (model, optimizer, padding; data paths are replaced)")
     parser.add_argument("--thickness", type=float, nargs="+", default=[4.0, 8.0], help="slice thicknesses, Å")

@@ -90,6 +90,7 @@ def quartz_with_vacancy(
     rattle: float = 0.05,
     vacancy_probability: float = 0.5,
     ghosts: bool = False,
+    vacancy_relaxation: float = 0.0,
 ) -> Atoms:
     """An amorphous-like SiO2 cell: strained, rattled alpha-quartz, maybe with one O vacancy.
 
@@ -100,11 +101,30 @@ def quartz_with_vacancy(
         rattle: standard deviation of Gaussian displacements (Å).
         vacancy_probability: chance of one O vacancy.
         ghosts: keep the vacancy as a ghost atom instead of removing it.
+        vacancy_relaxation: each of the vacancy's two Si neighbours moves towards the
+            other by a uniform random distance in [0, vacancy_relaxation] (Å), the way the
+            relaxed O vacancy forms a Si-Si bond (~0.3 Å each), so that training data covers
+            relaxation geometries.
     """
     unit = crystal(["Si", "O"], basis=[(0.4697, 0.0, 1 / 3), (0.4135, 0.2669, 0.2142)],
                    spacegroup=152, cellpar=list(QUARTZ_CELLPAR))
     atoms = unit.repeat(repeat)
     _strain(atoms, rng.uniform(-max_strain, max_strain, 3))
     atoms.rattle(rattle, seed=int(rng.integers(2**31)))
-    n_vacancies = int(rng.uniform() < vacancy_probability)
-    return _vacancies(atoms, np.flatnonzero(atoms.numbers == 8), n_vacancies, rng, ghosts)
+    if rng.uniform() >= vacancy_probability:
+        return atoms
+    oxygen = rng.choice(np.flatnonzero(atoms.numbers == 8), size=1)
+    if vacancy_relaxation > 0:
+        _pull_neighbours(atoms, int(oxygen[0]), 14, rng.uniform(0, vacancy_relaxation, 2))
+    return _vacancies(atoms, oxygen, 1, rng, ghosts)
+
+
+def _pull_neighbours(atoms: Atoms, site: int, number: int, distances: np.ndarray) -> None:
+    """Move the two atoms of atomic number `number` nearest to `site` towards each other
+    by `distances` (Å, one each; minimum-image vectors)."""
+    candidates = np.flatnonzero(atoms.numbers == number)
+    nearest = candidates[np.argsort(atoms.get_distances(site, candidates, mic=True))[:2]]
+    bond = atoms.get_distance(nearest[0], nearest[1], mic=True, vector=True)
+    unit = bond / np.linalg.norm(bond)
+    atoms.positions[nearest[0]] += distances[0] * unit
+    atoms.positions[nearest[1]] -= distances[1] * unit

@@ -116,6 +116,28 @@ def test_recipes_write_structures(tmp_path, name, expected):
         assert all(3.32 * 0.98 <= x <= 3.32 * 1.02 for x in a_lengths)
 
 
+def test_sio2_recipe_rattle_and_vacancy_relaxation(tmp_path):
+    """--rattle draws each cell's amplitude; --vacancy-relaxation pulls the vacancy's two Si
+    neighbours together (shorter Si-Si distance than in the unrelaxed cell, same seed)."""
+    from mlh.structures import quartz_with_vacancy
+
+    plain = quartz_with_vacancy(np.random.default_rng(3), vacancy_probability=1.0, rattle=0.0)
+    pulled = quartz_with_vacancy(np.random.default_rng(3), vacancy_probability=1.0, rattle=0.0,
+                                 vacancy_relaxation=0.4)
+    moved = np.flatnonzero(np.linalg.norm(plain.positions - pulled.positions, axis=1) > 1e-9)
+    assert len(moved) == 2 and set(pulled.numbers[moved]) == {14}
+    assert pulled.get_distance(*moved, mic=True) < plain.get_distance(*moved, mic=True) - 0.05
+    assert plain.get_distance(*moved, mic=True) < 3.2  # the pair bridged by the removed O
+    path = tmp_path / "q.extxyz"
+    result = runner.invoke(app, ["recipe", "sio2", "-n", "3", "-o", str(path), "--rattle",
+                                 "0.1:0.2", "--vacancy-relaxation", "0.3"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["recipe", "wse2", "-o", str(path), "--vacancy-relaxation", "0.3"])
+    assert result.exit_code == 1 and "sio2 recipe only" in result.output
+    result = runner.invoke(app, ["recipe", "sio2", "-o", str(path), "--rattle", "0.2"])
+    assert result.exit_code == 1 and "--rattle '0.2' is not of the form LOW:HIGH" in result.output
+
+
 def test_unknown_recipe(tmp_path):
     result = runner.invoke(app, ["recipe", "graphene", "-o", str(tmp_path / "g.xyz")])
     assert result.exit_code == 1

@@ -62,6 +62,9 @@ def recipe(
     rattle: Annotated[Optional[str], typer.Option(
         help="LOW:HIGH (Å); each structure's Gaussian rattle amplitude is drawn uniformly "
              "from it (default: the recipe's own, 0.03 Å wse2, 0.05 Å sio2).")] = None,
+    vacancy_relaxation: Annotated[float, typer.Option(
+        min=0.0, help="sio2 only: the O vacancy's two Si neighbours move towards each other "
+                      "by up to this many Å each (relaxation-like geometries).")] = 0.0,
 ) -> None:
     """Write COUNT random training structures of a recipe (see mlh.structures)."""
     import numpy as np
@@ -75,6 +78,10 @@ def recipe(
     kwargs: dict = {"ghosts": ghosts}
     if (dopants > 0 or dopant_rate or vacancy_rate) and name != "wse2":
         raise MLHError("--dopants, --dopant-rate and --vacancy-rate apply to the wse2 recipe only")
+    if vacancy_relaxation > 0:
+        if name != "sio2":
+            raise MLHError("--vacancy-relaxation applies to the sio2 recipe only")
+        kwargs["vacancy_relaxation"] = vacancy_relaxation
     if dopants > 0 or dopant_rate:
         kwargs.update(dopant=dopant, mean_dopants=dopants)
     rates = {key: _rate_range(text, option) for key, text, option in (
