@@ -9,11 +9,7 @@ from typing import Any
 import xarray as xr
 
 from mlh import __version__ as mlh_version
-
-
-def variable(dims, data, long_name: str, units: str) -> xr.Variable:
-    """An xarray Variable with `long_name` and `units` attributes."""
-    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
+from mlh.record_io import labelled_variable as variable
 
 
 def provenance_attrs(provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from mlh.atomic import atomic_output
 from mlh.errors import MLHError
 from mlh.record import HamiltonianRecord
+from mlh.record_io import labelled_variable as _var
 
 __all__ = [
     "ERROR_BIN_EDGES",
@@ -51,10 +52,6 @@ _TOTALS = ["mae_all", "mae_onsite", "mae_offsite", "mae_species_pair", "eigenval
 
 
 # ------------------------------------------------------------------ helpers
-def _var(dims, data, long_name: str, units: str) -> xr.Variable:
-    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
-
-
 def _check_comparable(predicted: HamiltonianRecord, reference: HamiltonianRecord) -> None:
     """Raise MLHError unless both records hold H for the same atoms, cell and basis."""
     for name, record in (("reference", reference), ("predicted", predicted)):

@@ -137,6 +137,11 @@ def record_from_dataset(ds: xr.Dataset) -> HamiltonianRecord:
     )
 
 
+def labelled_variable(dims, data, long_name: str, units: str) -> xr.Variable:
+    """An xarray Variable with `long_name` and `units` attributes (for result Datasets)."""
+    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
+
+
 def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write any Dataset to NetCDF4 at `path` atomically (temporary file, then rename)."""
     path = Path(path)

@@ -27,6 +27,7 @@ from ase import Atoms
 
 from mlh import __version__ as mlh_version
 from mlh.errors import MLHError
+from mlh.record_io import labelled_variable as _variable
 
 __all__ = [
     "FORMULA", "DefectEnergy", "exchanged_atoms", "reference_energy_per_atom",
@@ -77,10 +78,6 @@ def reference_energy_per_atom(atoms: Atoms, calculator) -> float:
     atoms = atoms.copy()
     atoms.calc = calculator
     return float(atoms.get_potential_energy()) / len(atoms)
-
-
-def _variable(dims, data, long_name: str, units: str) -> xr.Variable:
-    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
 
 
 def formation_energies(

@@ -22,6 +22,7 @@ from ase import Atoms
 from mlh import __version__ as mlh_version
 from mlh.atomic import atomic_output
 from mlh.errors import MLHError
+from mlh.record_io import labelled_variable as _variable
 
 __all__ = ["RelaxationResult", "relax", "relaxation_dataset", "DEFAULT_FMAX"]
 
@@ -121,10 +122,6 @@ def relax(
         atoms=relaxed, energies=np.array(energies), free_energies=np.array(free_energies),
         max_forces=np.array(max_forces), forces=forces, converged=converged, fmax=float(fmax),
         optimizer=optimizer, seconds=time.perf_counter() - start)
-
-
-def _variable(dims, data, long_name: str, units: str) -> xr.Variable:
-    return xr.Variable(dims, data, attrs={"long_name": long_name, "units": units})
 
 
 def relaxation_dataset(result: RelaxationResult, attrs: dict[str, Any] | None = None) -> xr.Dataset:
