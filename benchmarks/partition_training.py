@@ -5,8 +5,10 @@ slice thickness (`data.partition`), each run in a fresh process so that its peak
 is its own, and each model is tested on other structures of the same material. Printed
 and saved (JSON) per run: H matrix-element MAE on the test structure (meV: all, on-site,
 off-site), seconds per epoch (median over the epochs after the first, which compiles),
-steps per epoch, atoms per step, peak host memory (max RSS, MiB) and, on a GPU, peak
-device memory (MiB). Lengths in Å.
+steps per epoch, atoms per step, peak host memory (max RSS, MiB; on CPU dominated by XLA's
+compiler), the largest training step's XLA memory (arguments + outputs + temporaries, MiB:
+what a step needs on the device, reported by the compiler on any backend) and, on a GPU,
+peak device memory (MiB). Lengths in Å.
 
 Data (GPAW records, kept out of the repository), e.g. two WSe2 sheets with ghost Se
 vacancies, the first for training, the second for testing:
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> dict:
             "train_path": [args.train], "valid_path": [], "valid_fraction": 0.0, "n_train": None,
             "batch_size": args.batch_size, "partition": partition,
         })
-        config = base.model_copy(update={"output": workdir / name, "n_epochs": args.epochs, "data": data})
+        epochs = args.epochs if thickness is not None else (args.full_epochs or args.epochs)
+        config = base.model_copy(update={"output": workdir / name, "n_epochs": epochs, "data": data})
         shutil.rmtree(workdir / name, ignore_errors=True)  # a fresh run, not a resumed one
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             measured = pool.submit(train_run, config.model_dump(mode="json")).result()
@@ -129,9 +132,11 @@ def run(args: argparse.Namespace) -> dict:
         row = {
             "name": name,
             "thickness_angstrom": thickness,
+            "epochs": epochs,
             **info,
             "steps_per_epoch": -(-info["slices"] // args.batch_size),
             "compilations": int(history[-1]["compilations"]),
+            "step_memory_mib": float(history[-1]["step_memory_mib"]),
             "first_epoch_seconds": seconds[0],
             "epoch_seconds": statistics.median(seconds[1:] or seconds),
             **measured,
@@ -154,13 +159,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _table(results: dict) -> str:
-    head = f"{'run':<14}{'slices':>7}{'max atoms/step':>15}{'s/epoch':>9}{'RSS MiB':>9}{'dev MiB':>9}" \
+    head = f"{'run':<14}{'slices':>7}{'max atoms/step':>15}{'s/epoch':>9}{'RSS MiB':>9}{'step MiB':>9}" \
            f"{'MAE meV':>9}{'on-site':>9}{'off-site':>9}"
     lines = [head]
     for r in results["runs"]:
         lines.append(
             f"{r['name']:<14}{r['slices']:>7}{r['atoms_per_slice'][1] * results['slices_per_step']:>15}"
-            f"{r['epoch_seconds']:>9.2f}{r['peak_rss_mib']:>9.0f}{r.get('peak_device_mib', float('nan')):>9.0f}"
+            f"{r['epoch_seconds']:>9.2f}{r['peak_rss_mib']:>9.0f}{r['step_memory_mib']:>9.0f}"
             f"{r['mae_all_meV']:>9.2f}{r['mae_onsite_meV']:>9.2f}{r['mae_offsite_meV']:>9.2f}"
         )
     return "\n".join(lines)
@@ -176,6 +181,8 @@ def main() -> None:
     parser.add_argument("--thickness", type=float, nargs="+", default=[4.0, 8.0], help="slice thicknesses, Å")
     parser.add_argument("--axis", type=int, default=0, help="cell axis cut into slices")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--full-epochs", type=int, help="epochs of the whole-record run (default "
+                        "--epochs; e.g. as many optimizer steps as a sliced run makes)")
     parser.add_argument("--batch-size", type=int, default=1, help="slices per step and device")
     parser.add_argument("--workdir", type=Path, default=Path("out/partition_runs"),
                         help="run folders (replaced) and slices (reused)")

@@ -62,6 +62,7 @@ def test_loss_falls_and_resume_is_exact(tmp_path, wse2_files):
     losses = [float(row["train_loss"]) for row in _history(config.output)]
     assert losses[-1] < 0.75 * losses[0]
     assert int(_history(config.output)[-1]["compilations"]) <= 2
+    assert float(_history(config.output)[-1]["step_memory_mib"]) > 0  # XLA's step memory
 
     interrupted = tiny_config(tmp_path / "resumed", wse2_files, n_epochs=2, optimizer={"name": "adam", "lr": 0.005})
     train(interrupted, progress=False, log=lambda _: None)

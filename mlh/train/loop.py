@@ -114,6 +114,8 @@ class _Steps:
         model = predictor.model
         self.optimizer = make_optimizer(config.optimizer)
         self.shapes: set[tuple] = set()
+        self._programs: dict[tuple, object] = {}
+        self.step_memory: dict[tuple, int] = {}
 
         def predict(params, batch, tables):
             return model.apply(
@@ -154,12 +156,34 @@ class _Steps:
     def n_devices(self) -> int:
         return self.sharding.mesh.size
 
-    def _count(self, kind: str, batch) -> None:
-        self.shapes.add((kind, batch.species.shape[-1], batch.edge_center.shape[-1], batch.bond_i.shape[-1]))
+    def _count(self, kind: str, batch) -> tuple:
+        key = (kind, *batch.species.shape, batch.edge_center.shape[-1], batch.bond_i.shape[-1])
+        self.shapes.add(key)
+        return key
+
+    def _compiled(self, key: tuple, step, *args):
+        """The step compiled ahead of time for this shape (cached), its memory noted."""
+        if key not in self._programs:
+            program = step.lower(*args).compile()
+            stats = program.memory_analysis()
+            if stats is not None:
+                self.step_memory[key] = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+                                         - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
+            self._programs[key] = program
+        return self._programs[key]
+
+    @property
+    def peak_step_memory_mib(self) -> float:
+        """Largest XLA memory of a compiled training step (arguments + outputs - aliased +
+        temporaries, per device; MiB): what one step needs on the device, without the
+        compiler's own memory. NaN if the backend does not report it."""
+        sizes = [v for (kind, *_), v in self.step_memory.items() if kind.startswith("train")]
+        return round(max(sizes) / 2**20, 1) if sizes else float("nan")
 
     def train(self, params, opt_state, batch, tables):
-        self._count("train", batch)
-        return self._train(params, opt_state, batch, tables)
+        key = self._count("train", batch)
+        return self._compiled(key, self._train, params, opt_state, batch, tables)(
+            params, opt_state, batch, tables)
 
     def evaluate(self, params, batch, tables):
         self._count("evaluate", batch)
@@ -174,9 +198,10 @@ class _Steps:
 
         weights = (np.arange(self.n_devices) < len(batches)).astype(np.float32)
         stacked = stack_batches([*batches, *[batches[0]] * (self.n_devices - len(batches))])
-        self._count("train_parallel", stacked)
+        key = self._count("train_parallel", stacked)
         stacked, weights = jax.device_put((stacked, weights), self.sharding)
-        return self._train_parallel(params, opt_state, stacked, weights, tables)
+        args = (params, opt_state, stacked, weights, tables)
+        return self._compiled(key, self._train_parallel, *args)(*args)
 
 
 def _validate(steps: _Steps, params, samples: Sequence[Sample], predictor: Predictor, config: TrainConfig, tables):
@@ -291,6 +316,7 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
             "lr_scale": learning_rate_scale(opt_state),
             "epoch_seconds": round(time.perf_counter() - start, 3),
             "compilations": len(steps.shapes),
+            "step_memory_mib": steps.peak_step_memory_mib,
         }
         if valid_samples and (epoch % config.valid_every == 0 or epoch == config.n_epochs):
             row.update(_validate(steps, params, valid_samples, predictor, config, tables))
