@@ -150,9 +150,11 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     settings = load_settings(args.gpaw_config)
     predictor = Predictor.load(args.model)
-    calculators = {route: MLHCalculator(predictor, route=route, width=settings.smearing_width,
-                                        kpoint_density=settings.kpoint_density, h=settings.h)
-                   for route in args.routes}
+    calculators = {route: MLHCalculator(
+        predictor, route=route, width=settings.smearing_width, h=settings.h,
+        kpoint_density=settings.kpoint_density,
+        repulsion=args.model / "repulsion.json" if route == "jax" else None)
+        for route in args.routes}
     summary: dict = {"model": str(args.model), "fmax_eV_per_angstrom": args.fmax,
                      "rattle_angstrom": args.rattle, "host": platform.node(),
                      "cpu_count": os.cpu_count(), "cells": {}}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data, model and repulsion of the SiO2 physics benchmark (benchmarks/physics_sio2.py):
-# 24 rattled (0.02-0.15 Å), strained (±2 %) 2x2x1 quartz cells (36 atoms), half with one O
+# 24 rattled (0.02-0.08 Å), strained (±2 %) 2x2x1 quartz cells (36 atoms), half with one O
 # vacancy whose two Si neighbours are pulled together by up to 0.4 Å each (the Si-Si bond of
 # the relaxed vacancy), computed with GPAW (examples/sio2_gpaw.yaml; energies and forces as labels);
 # then the model (examples/sio2_model.yaml) and the jax route's repulsion fitted to the same
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-example_data}
 mlh=.venv/bin/mlh
-$mlh recipe sio2 -n 24 --seed 21 --repeat 2x2x1 --rattle 0.02:0.15 --vacancy-relaxation 0.4 \
+$mlh recipe sio2 -n 24 --seed 21 --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-relaxation 0.4 \
   -o "$out/sio2_train.extxyz"
 $mlh generate "$out/sio2_train.extxyz" -o "$out/sio2_train" --config examples/sio2_gpaw.yaml -j 1
 $mlh train examples/sio2_model.yaml
