@@ -178,7 +178,8 @@ def main() -> None:
                         help="GPAW records of other structures of the same material (MAE: mean over them)")
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "wse2_model.yaml",
                         help="training YAML (model, optimizer, padding; data paths are replaced)")
-    parser.add_argument("--thickness", type=float, nargs="+", default=[4.0, 8.0], help="slice thicknesses, Å")
+    parser.add_argument("--thickness", type=float, nargs="*", default=[4.0, 8.0],
+                        help="slice thicknesses, Å (none: the whole-record run only)")
     parser.add_argument("--axis", type=int, default=0, help="cell axis cut into slices")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--full-epochs", type=int, help="epochs of the whole-record run (default "

@@ -42,6 +42,32 @@ from physics.jax_energy import BandEnergyRoute
 __all__ = ["ModelDFTRoute"]
 
 
+def _gauge(record):
+    """gauge(M, k, inverse=False): a Bloch matrix of the record's positions in GPAW's gauge.
+
+    The model's topology keeps positions continuous (not wrapped into the cell) while atoms
+    move, but GPAW wraps them, and its Bloch sums refer to the wrapped positions: an atom
+    at r_i = r'_i + n_i @ cell has basis Bloch functions exp(-2 pi i k.n_i) times GPAW's, so
+    M_GPAW(k) = D M(k) D^H with D = diag(exp(-2 pi i k.n_i)) over the atom's orbitals
+    (identity at Γ and for wrapped atoms).
+    """
+    from mlh.overlap import wrapped_positions
+
+    atoms = record_atoms(record)
+    offsets = np.rint((atoms.positions - wrapped_positions(atoms))
+                      @ np.linalg.inv(record.cell)).astype(int)
+    orbital_offsets = np.repeat(offsets, record.orbital_counts, axis=0)
+
+    def gauge(M: np.ndarray, k, inverse: bool = False) -> np.ndarray:
+        if k is None or not np.any(k) or not orbital_offsets.any():
+            return M
+        D = np.exp(-2j * np.pi * (orbital_offsets @ np.asarray(k, float)))
+        if inverse:
+            D = D.conj()
+        return D[:, None] * M * D.conj()[None, :]
+    return gauge
+
+
 class ModelDFTRoute:
     """Kohn-Sham (and Harris-Foulkes) energies and exact Kohn-Sham forces of a predictor.
 
@@ -85,15 +111,20 @@ class ModelDFTRoute:
         """
         record = self.band_route.predicted_record(atoms, source)
         kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
+        gauge = _gauge(record)
         result = evaluate_dft_functional(
             record_atoms(record), self.settings,
-            lambda k, spin: record.hamiltonian_k(k, spin).toarray(), kpts=kpts,
+            lambda k, spin: gauge(record.hamiltonian_k(k, spin).toarray(), k), kpts=kpts,
             forces=forces, charge=self.charge,
-            overlap_k=lambda k: record.overlap_k(k).toarray(), log=log,
+            overlap_k=lambda k: gauge(record.overlap_k(k).toarray(), k), log=log,
             keep_output_hamiltonians=forces and response)
         if not (forces and response):
             return result
         start = time.perf_counter()
+        H_out = np.stack([np.stack([gauge(H, k, inverse=True)
+                                    for H, k in zip(spin, result.kpoints)])
+                          for spin in result.output_hamiltonians])
+        result = replace(result, output_hamiltonians=H_out)
         correction = self._response_gradient(atoms, record, result, source)
         timings = {**result.timings, "response": time.perf_counter() - start}
         return replace(result, forces=result.forces - correction, output_hamiltonians=None,

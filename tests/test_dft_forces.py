@@ -37,3 +37,23 @@ def test_forces_are_minus_the_gradient_of_the_free_energy():
         assert forces[atom, axis] == pytest.approx(richardson, abs=5e-4)
     # GPAW's forces of the non-self-consistent state alone are far off (> 0.05 eV/Å here)
     assert np.abs(without - forces).max() > 0.05
+
+
+def test_atoms_crossing_the_cell_boundary():
+    """The model's topology keeps an atom that left the cell unwrapped; GPAW wraps it. The
+    route translates between the two Bloch gauges: same result as a fresh calculator."""
+    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
+    atoms.pbc = (True, True, False)
+    atoms.rattle(0.05, seed=2)
+    atoms.positions[0, :2] = 0.02  # W just inside the cell corner
+    predictor = Predictor.load(MODEL)
+    moving = MLHCalculator(predictor, route="dft", kpts=(2, 2, 1), skin=1.0)
+    moving.get_forces(atoms)
+    crossed = atoms.copy()
+    crossed.positions[0, :2] = -0.03  # now outside: fractional coordinates < 0
+    forces = moving.get_forces(crossed)
+    assert moving._dft_route.band_route.topology_builds == 1  # topology reused, not rebuilt
+    fresh = MLHCalculator(predictor, route="dft", kpts=(2, 2, 1), skin=1.0)
+    np.testing.assert_allclose(forces, fresh.get_forces(crossed), atol=1e-6)
+    assert moving.get_potential_energy(crossed) == pytest.approx(
+        fresh.get_potential_energy(crossed), abs=1e-7)
