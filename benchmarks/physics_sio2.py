@@ -125,7 +125,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="*", default=["2x2x2", "2x2x3"],
                         help="single-point cells (none: relaxations only)")
     parser.add_argument("--relax-size", default="2x2x2")
-    parser.add_argument("--routes", nargs="+", default=["dft", "jax"], choices=["dft", "jax"])
+    parser.add_argument("--routes", nargs="*", default=["dft", "jax"], choices=["dft", "jax"],
+                        help="routes to evaluate (none: GPAW's side only, no model needed)")
     parser.add_argument("--relax-methods", nargs="*", default=["gpaw", "dft", "jax"],
                         choices=["gpaw", "dft", "jax"], help="relaxations to run (several "
                         "processes can share WORKDIR with different methods)")
@@ -155,7 +156,7 @@ def main() -> None:
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     settings = load_settings(args.gpaw_config)
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model) if args.routes else None
     calculators = {route: MLHCalculator(
         predictor, route=route, width=settings.smearing_width, h=settings.h,
         kpoint_density=settings.kpoint_density,
