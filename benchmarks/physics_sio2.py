@@ -37,6 +37,7 @@ from ase import Atoms
 from ase.io import write
 
 from mlh.atomic import atomic_output
+from mlh.errors import MLHError
 from mlh.gpaw_reference import gpaw_parameters
 from mlh.gpaw_settings import GPAWSettings, load_settings
 from mlh.predictor import Predictor
@@ -88,7 +89,12 @@ def single_point(atoms: Atoms, calculator) -> dict:
 
 
 def relaxation(atoms: Atoms, calculator, fmax: float, steps: int, trajectory: Path) -> dict:
-    result = relax(atoms, calculator, fmax=fmax, steps=steps, trajectory=trajectory)
+    """A relaxation's result, or its error (e.g. the route drove atoms together) as `failed`."""
+    start = time.perf_counter()
+    try:
+        result = relax(atoms, calculator, fmax=fmax, steps=steps, trajectory=trajectory)
+    except MLHError as error:
+        return {"failed": str(error), "seconds": time.perf_counter() - start}
     return {"energy": float(result.energies[-1]), "positions": result.atoms.positions.tolist(),
             "steps": result.steps, "converged": result.converged, "seconds": result.seconds,
             "max_force": float(result.max_forces[-1])}
@@ -219,11 +225,16 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
     result: dict = {"size": args.relax_size, "oxygen_reference_eV": oxygen, "methods": {}}
     complete = {method: pair for method, pair in runs.items() if len(pair) == len(cells)}
     for method, pair in complete.items():
+        failed = {kind: run["failed"] for kind, run in pair.items() if "failed" in run}
+        if failed:
+            result["methods"][method] = {f"{kind}_failed": error for kind, error in failed.items()}
+            continue
         formation = pair["defect"]["energy"] - pair["host"]["energy"] + oxygen
         entry = {"formation_energy_eV": formation,
                  **{f"{kind}_{key}": run[key] for kind, run in pair.items()
                     for key in ("steps", "converged", "seconds", "max_force")}}
-        if method != "gpaw" and "gpaw" in complete:
+        if method != "gpaw" and "gpaw" in result["methods"] and \
+                "formation_energy_eV" in result["methods"]["gpaw"]:
             entry["formation_energy_error_meV"] = 1e3 * (
                 formation - result["methods"]["gpaw"]["formation_energy_eV"])
             for kind, atoms in cells.items():
