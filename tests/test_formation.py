@@ -126,3 +126,16 @@ def test_example_drivers_reject_missing_and_unreadable_files(tmp_path, capsys, m
         assert message.startswith("error:") and str(bad.name) in message
         assert len(message.splitlines()) == 1
     assert not output.exists()
+
+
+def test_fit_repulsion_driver_rejects_a_missing_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # fit_repulsion.py imports relax_structure
+    output = tmp_path / "rep.json"
+    monkeypatch.setattr(sys, "argv", ["fit_repulsion.py", str(tmp_path / "no_model"),
+                                      str(tmp_path), "-o", str(output)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(EXAMPLES / "fit_repulsion.py"), run_name="__main__")
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error:") and "no_model" in message
+    assert len(message.splitlines()) == 1 and not output.exists()
