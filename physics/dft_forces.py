@@ -34,38 +34,32 @@ from ase import Atoms
 
 from mlh.gpaw_settings import GPAWSettings
 from mlh.predictor import Predictor
+from mlh.record import HamiltonianRecord
 from physics.density_matrix import kspace_blocks
 from physics.density_response import density_matrix_gradients
-from physics.dft_functional import DFTFunctionalResult, evaluate_dft_functional, record_atoms
+from physics.dft_functional import DFTFunctionalResult, dft_functional_for_record, record_atoms
 from physics.jax_energy import BandEnergyRoute
 
 __all__ = ["ModelDFTRoute"]
 
 
-def _gauge(record):
-    """gauge(M, k, inverse=False): a Bloch matrix of the record's positions in GPAW's gauge.
+def _wrapped(record: HamiltonianRecord) -> HamiltonianRecord:
+    """The record with its atoms wrapped into the cell as GPAW wraps them.
 
-    The model's topology keeps positions continuous (not wrapped into the cell) while atoms
-    move, but GPAW wraps them, and its Bloch sums refer to the wrapped positions: an atom
-    at r_i = r'_i + n_i @ cell has basis Bloch functions exp(-2 pi i k.n_i) times GPAW's, so
-    M_GPAW(k) = D M(k) D^H with D = diag(exp(-2 pi i k.n_i)) over the atom's orbitals
-    (identity at Γ and for wrapped atoms).
+    The model's topology keeps positions continuous (not wrapped) while atoms move, but
+    GPAW wraps them and its Bloch sums refer to the wrapped positions. Moving atom i by
+    -n_i @ cell changes the lattice shift of pair (i, j, R) to R + n_j - n_i; the blocks,
+    and the order of the pairs, stay as they are.
     """
     from mlh.overlap import wrapped_positions
 
     atoms = record_atoms(record)
-    offsets = np.rint((atoms.positions - wrapped_positions(atoms))
-                      @ np.linalg.inv(record.cell)).astype(int)
-    orbital_offsets = np.repeat(offsets, record.orbital_counts, axis=0)
-
-    def gauge(M: np.ndarray, k, inverse: bool = False) -> np.ndarray:
-        if k is None or not np.any(k) or not orbital_offsets.any():
-            return M
-        D = np.exp(-2j * np.pi * (orbital_offsets @ np.asarray(k, float)))
-        if inverse:
-            D = D.conj()
-        return D[:, None] * M * D.conj()[None, :]
-    return gauge
+    wrapped = wrapped_positions(atoms)
+    offsets = np.rint((atoms.positions - wrapped) @ np.linalg.inv(record.cell)).astype(int)
+    if not offsets.any():
+        return record
+    return replace(record, positions=wrapped,
+                   pair_shift=record.pair_shift + offsets[record.pair_j] - offsets[record.pair_i])
 
 
 class ModelDFTRoute:
@@ -107,24 +101,16 @@ class ModelDFTRoute:
 
         Raises:
             MLHError: species the model lacks, atoms too close, NaN in H, or any error of
-                physics.dft_functional.evaluate_dft_functional.
+                physics.dft_functional.dft_functional_for_record.
         """
-        record = self.band_route.predicted_record(atoms, source)
-        kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
-        gauge = _gauge(record)
-        result = evaluate_dft_functional(
-            record_atoms(record), self.settings,
-            lambda k, spin: gauge(record.hamiltonian_k(k, spin).toarray(), k), kpts=kpts,
-            forces=forces, charge=self.charge,
-            overlap_k=lambda k: gauge(record.overlap_k(k).toarray(), k), log=log,
+        record = _wrapped(self.band_route.predicted_record(atoms, source))
+        result = dft_functional_for_record(
+            record, self.settings, kpts=self.settings.scf_kpts(atoms.cell.array, atoms.pbc),
+            forces=forces, charge=self.charge, log=log,
             keep_output_hamiltonians=forces and response)
         if not (forces and response):
             return result
         start = time.perf_counter()
-        H_out = np.stack([np.stack([gauge(H, k, inverse=True)
-                                    for H, k in zip(spin, result.kpoints)])
-                          for spin in result.output_hamiltonians])
-        result = replace(result, output_hamiltonians=H_out)
         correction = self._response_gradient(atoms, record, result, source)
         timings = {**result.timings, "response": time.perf_counter() - start}
         return replace(result, forces=result.forces - correction, output_hamiltonians=None,

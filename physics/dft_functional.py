@@ -337,6 +337,7 @@ def dft_functional_for_record(
     forces: bool = True,
     charge: float = 0.0,
     log: io.TextIOBase | str | None = None,
+    keep_output_hamiltonians: bool = False,
 ) -> DFTFunctionalResult:
     """`evaluate_dft_functional` for the H(R) of a record (GPAW-made or predicted).
 
@@ -344,7 +345,7 @@ def dft_functional_for_record(
         record: a record with H; its S must be GPAW's S for its structure and settings.
         settings: default `settings_from_record(record)`.
         kpts: default the record's SCF grid (`record_scf_kpts`).
-        forces, charge, log: as in `evaluate_dft_functional`.
+        forces, charge, log, keep_output_hamiltonians: as in `evaluate_dft_functional`.
 
     Raises:
         MLHError: an overlap-only record, a record whose spin channels do not match the
@@ -362,4 +363,5 @@ def dft_functional_for_record(
         lambda k, spin: record.hamiltonian_k(k, spin).toarray(),
         kpts=kpts, forces=forces, charge=charge,
         overlap_k=lambda k: record.overlap_k(k).toarray(), log=log,
+        keep_output_hamiltonians=keep_output_hamiltonians,
     )
