@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import numpy as np
 
 from mlh.errors import MLHError
 
-__all__ = ["register_pytree", "require_x64"]
+__all__ = ["register_pytree", "require_x64", "within_skin"]
 
 
 def register_pytree(cls, meta: tuple[str, ...] = ()):
@@ -23,3 +24,10 @@ def require_x64(module: str) -> None:
     if not jax.config.jax_enable_x64:
         raise MLHError(f'{module} needs float64: run inside jax.enable_x64(True) or call '
                        f'jax.config.update("jax_enable_x64", True) first')
+
+
+def within_skin(positions, reference, skin: float) -> bool:
+    """True while every atom is within skin / 2 of its reference position (Å): a neighbour
+    topology built at `reference` with that skin is still exact."""
+    shift = np.linalg.norm(np.asarray(positions) - np.asarray(reference), axis=1)
+    return bool(shift.max(initial=0.0) <= 0.5 * skin)

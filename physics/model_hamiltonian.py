@@ -37,7 +37,7 @@ from mlh.errors import MLHError
 from mlh.graph import build_graph, check_min_distance
 from mlh.irreps import irreps_to_blocks
 from mlh.predictor import Predictor
-from physics._jax import register_pytree, require_x64
+from physics._jax import register_pytree, require_x64, within_skin
 
 __all__ = ["ModelInputs", "HamiltonianTopology", "hamiltonian_topology", "ModelHamiltonian",
            "padded_size"]
@@ -149,8 +149,7 @@ class HamiltonianTopology:
 
     def within_skin(self, positions: np.ndarray) -> bool:
         """True while every atom is within skin / 2 of its reference position (Å)."""
-        shift = np.linalg.norm(np.asarray(positions) - np.asarray(self.positions), axis=1)
-        return bool(shift.max(initial=0.0) <= 0.5 * self.skin)
+        return within_skin(positions, self.positions, self.skin)
 
     def check_distances(self, positions: np.ndarray, source: str = "structure") -> None:
         """MLHError if two atoms are closer than mlh.graph.MIN_DISTANCE (every pair that

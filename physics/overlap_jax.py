@@ -35,7 +35,6 @@ dimensionless, W in eV and forces in eV/Å. Physics is float64: call
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import jax
@@ -49,6 +48,7 @@ from mlh.overlap import (
     OverlapTables, pair_list, pair_reach, same_atom_entry_pairs, wrapped_positions,
 )
 from mlh.record import canonical_pair_mask
+from physics._jax import register_pytree, require_x64, within_skin
 
 __all__ = [
     "RadialTable", "OverlapTopology", "overlap_topology", "overlap_blocks_jax",
@@ -61,18 +61,6 @@ DEFAULT_CHUNK_SIZE = 2048
 
 # GPAW's tci_overlap skips spline values below this (gpaw/c/lcao.c); kept for equality.
 _SPLINE_ZERO = 1e-10
-
-
-def _register(cls, meta: tuple[str, ...] = ()):
-    fields = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(
-        cls, data_fields=[f for f in fields if f not in meta], meta_fields=list(meta))
-
-
-def _require_x64() -> None:
-    if not jax.config.jax_enable_x64:
-        raise MLHError('physics.overlap_jax needs float64: call '
-                       'jax.config.update("jax_enable_x64", True) first')
 
 
 # ------------------------------------------------------------------ radial tables
@@ -160,7 +148,7 @@ class RadialTable:
     spline_zero: float
 
 
-_register(RadialTable, meta=("spline_k", "L_k", "powers", "shape", "lmax", "spline_zero"))
+register_pytree(RadialTable, meta=("spline_k", "L_k", "powers", "shape", "lmax", "spline_zero"))
 
 
 def radial_table(pair_table, cutoff: float, smooth: bool = True) -> RadialTable:
@@ -247,7 +235,7 @@ class _Centres:
     count: int
 
 
-_register(_Centres, meta=("count",))
+register_pytree(_Centres, meta=("count",))
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,7 +253,7 @@ class _Triples:
     group: int
 
 
-_register(_Triples, meta=("entry1", "entry2", "group"))
+register_pytree(_Triples, meta=("entry1", "entry2", "group"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -315,11 +303,10 @@ class OverlapTopology:
 
     def within_skin(self, positions: np.ndarray) -> bool:
         """True while every atom is within skin / 2 of its reference position (Å)."""
-        shift = np.linalg.norm(np.asarray(positions) - np.asarray(self.positions), axis=1)
-        return bool(shift.max(initial=0.0) <= 0.5 * self.skin)
+        return within_skin(positions, self.positions, self.skin)
 
 
-_register(OverlapTopology, meta=("skin", "n_dropped", "smooth"))
+register_pytree(OverlapTopology, meta=("skin", "n_dropped", "smooth"))
 
 
 def _chunked(count: int, chunk_size: int, *arrays: np.ndarray,
@@ -544,7 +531,7 @@ def overlap_blocks_jax(
     Returns:
         S_pair (n_pair_values,) and S_onsite (n_onsite_values,), dimensionless.
     """
-    _require_x64()
+    require_x64("physics.overlap_jax")
     if positions.shape != (topology.n_atoms, 3):
         raise MLHError(f"positions have shape {positions.shape}, expected "
                        f"({topology.n_atoms}, 3)")
@@ -608,7 +595,7 @@ def overlap_force_term(
     Returns:
         (n_atoms, 3) force contributions (eV/Å).
     """
-    _require_x64()
+    require_x64("physics.overlap_jax")
     return _overlap_force_term(jnp.asarray(W_pair, jnp.float64),
                                jnp.asarray(W_onsite, jnp.float64),
                                jnp.asarray(positions, jnp.float64), topology)

@@ -35,7 +35,7 @@ from mlh.atomic import atomic_output
 from mlh.errors import MLHError
 from mlh.graph import neighbour_pairs
 from mlh.record import canonical_pair_mask
-from physics._jax import register_pytree, require_x64
+from physics._jax import register_pytree, require_x64, within_skin
 
 __all__ = [
     "FORMAT_VERSION", "Repulsion", "RepulsionTopology", "FitReport", "repulsion_topology",
@@ -151,8 +151,7 @@ class RepulsionTopology:
 
     def within_skin(self, positions: np.ndarray) -> bool:
         """True while every atom is within skin / 2 of its reference position (Å)."""
-        shift = np.linalg.norm(np.asarray(positions) - np.asarray(self.positions), axis=1)
-        return bool(shift.max(initial=0.0) <= 0.5 * self.skin)
+        return within_skin(positions, self.positions, self.skin)
 
 
 register_pytree(RepulsionTopology, meta=("cutoff", "powers", "n_types", "skin"))

@@ -20,10 +20,11 @@ def water() -> Atoms:
     return atoms
 
 
-def wse2_primitive() -> Atoms:
+def wse2_primitive(rattle: float = 0.02, seed: int = 4) -> Atoms:
+    """WSe2 primitive cell (a = 3.32 Å, 4 Å vacuum, z non-periodic), rattled (Å)."""
     atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
     atoms.pbc = (True, True, False)
-    atoms.rattle(0.02, seed=4)
+    atoms.rattle(rattle, seed=seed)
     return atoms
 
 

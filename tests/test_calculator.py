@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import mx2
 from ase.calculators.calculator import InputError
 from ase.optimize import BFGS, FIRE
 
+from conftest import wse2_primitive
 from mlh.errors import MLHError
 from mlh.predictor import Predictor
 from relax.calculator import MLHCalculator
@@ -34,10 +34,7 @@ def calculator(predictor):
 
 def cell() -> Atoms:
     """WSe2 primitive cell, rattled (no k-point or symmetry special case)."""
-    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
-    atoms.pbc = (True, True, False)
-    atoms.rattle(0.08, seed=5)
-    return atoms
+    return wse2_primitive(rattle=0.08, seed=5)
 
 
 def molecule() -> Atoms:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ase.build import mx2
 
+from conftest import wse2_primitive
 from mlh.predictor import Predictor
 from relax.calculator import MLHCalculator
 
@@ -17,9 +17,7 @@ MODEL = Path(__file__).parents[1] / "examples" / "models" / "wse2_vacancies"
 
 
 def test_forces_are_minus_the_gradient_of_the_free_energy():
-    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
-    atoms.pbc = (True, True, False)
-    atoms.rattle(0.08, seed=5)
+    atoms = wse2_primitive(rattle=0.08, seed=5)
     calculator = MLHCalculator(Predictor.load(MODEL), route="dft", kpts=(2, 2, 1), skin=1.0)
     forces = calculator.get_forces(atoms)
     without = MLHCalculator(calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
@@ -42,9 +40,7 @@ def test_forces_are_minus_the_gradient_of_the_free_energy():
 def test_atoms_crossing_the_cell_boundary():
     """The model's topology keeps an atom that left the cell unwrapped; GPAW wraps it. The
     route translates between the two Bloch gauges: same result as a fresh calculator."""
-    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
-    atoms.pbc = (True, True, False)
-    atoms.rattle(0.05, seed=2)
+    atoms = wse2_primitive(rattle=0.05, seed=2)
     atoms.positions[0, :2] = 0.02  # W just inside the cell corner
     predictor = Predictor.load(MODEL)
     moving = MLHCalculator(predictor, route="dft", kpts=(2, 2, 1), skin=1.0)

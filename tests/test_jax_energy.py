@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import mx2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from conftest import rotate_structure
+from conftest import rotate_structure, wse2_primitive
 from mlh.errors import MLHError
 from mlh.infer import predict_record
 from mlh.predictor import Predictor
@@ -38,10 +37,7 @@ def predictor():
 def structure() -> Atoms:
     """A WSe2 primitive cell rattled by 0.1 Å (far from symmetry: the model's layer norms of
     near-zero equivariant features make E vary sharply on a 0.005 Å scale near it)."""
-    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
-    atoms.pbc = (True, True, False)
-    atoms.rattle(0.1, seed=11)
-    return atoms
+    return wse2_primitive(rattle=0.1, seed=11)
 
 
 def repulsion() -> Repulsion:
