@@ -165,8 +165,20 @@ def _gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts, charge: float,
         raise MLHError(f"GPAW could not set up this structure: {first}") from None
 
 
-def _install_states(dft, hamiltonian_k: HamiltonianFunction, S_check: Callable | None) -> None:
-    """Diagonalise the given H with GPAW's S per (k, spin); put eigenpairs into GPAW's wfs."""
+def _check_overlap(overlap_k: Callable[[np.ndarray | None], np.ndarray], k: np.ndarray | None,
+                   S: np.ndarray, where: str) -> None:
+    """Raise if the caller's S at k differs from GPAW's S by more than OVERLAP_TOLERANCE."""
+    difference = float(np.abs(np.asarray(overlap_k(k)) - S).max())
+    if difference > OVERLAP_TOLERANCE:
+        raise MLHError(f"the given S {where} differs from GPAW's by {difference:.2e}: H does "
+                       f"not belong to this structure, basis and setups")
+
+
+def _install_states(dft, hamiltonian_k: HamiltonianFunction,
+                    overlap_k: Callable[[np.ndarray | None], np.ndarray] | None) -> None:
+    """Diagonalise the given H with GPAW's S per (k, spin); put eigenpairs into GPAW's wfs.
+
+    With `overlap_k`, first check that the caller's S equals GPAW's at every k."""
     from gpaw.core.matrix import MatrixWithNoData
 
     ibzwfs = dft.ibzwfs
@@ -179,8 +191,8 @@ def _install_states(dft, hamiltonian_k: HamiltonianFunction, S_check: Callable |
         if H.shape != S.shape:
             raise MLHError(f"H {where} has shape {H.shape}; GPAW's basis has {S.shape[0]} "
                            f"orbitals")
-        if S_check is not None:
-            S_check(None if real else k, S, where)
+        if overlap_k is not None:
+            _check_overlap(overlap_k, None if real else k, S, where)
         if real and np.iscomplexobj(H):
             if np.abs(H.imag).max(initial=0.0) > HERMITIAN_TOLERANCE * max(1.0, np.abs(H).max()):
                 raise MLHError(f"H {where} must be real: GPAW solves Γ as a real problem")
@@ -257,15 +269,7 @@ def evaluate_dft_functional(
     timings["setup"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    S_check = None
-    if overlap_k is not None:
-        def S_check(k, S, where):
-            difference = float(np.abs(np.asarray(overlap_k(k)) - S).max())
-            if difference > OVERLAP_TOLERANCE:
-                raise MLHError(
-                    f"the given S {where} differs from GPAW's by {difference:.2e}: H does "
-                    f"not belong to this structure, basis and setups")
-    _install_states(dft, hamiltonian_k, S_check)
+    _install_states(dft, hamiltonian_k, overlap_k)
 
     nelectrons = density.nvalence - density.charge + pot_calc.charge
     try:
