@@ -16,8 +16,8 @@ and the formation energy E_f = E(defect) - E(host) + E_O (E_O = half a spin-pola
 O2, the same for every route) with its error (meV).
 
 Every GPAW SCF, route evaluation and relaxation is stored in WORKDIR as it finishes (JSON
-and ASE trajectories), so a killed run resumes where it stopped (a relaxation restarts from
-its start structure), and processes with different --relax-methods can share WORKDIR (the
+and ASE trajectories), so a killed run resumes where it stopped (a relaxation from its last
+finished step, relax.optimize.relax), and processes with different --relax-methods can share WORKDIR (the
 last one to finish prints the complete summary). Prints the summary and writes it to
 benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
 """

@@ -13,7 +13,8 @@ E_i the energy per atom of element i's reference phase (--reference EL=eV, e.g. 
 DFT calculation as in seed 003, or --reference-structure EL=FILE computed with the same
 calculator after relaxation) and mu_i (--mu EL=eV, default 0). Writes per structure
 NAME.traj, NAME.nc and NAME-relaxed.extxyz (see relax_structure.py) and OUT/formation.nc
-(relax.formation.formation_energies), each atomically. Bad input gives one line
+(relax.formation.formation_energies), each atomically. A killed run, started again, keeps
+the relaxations it finished and continues the one it was in. Bad input gives one line
 "error: ..." on stderr and exit status 1; all files are checked before the model loads.
 """
 

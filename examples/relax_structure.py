@@ -5,7 +5,9 @@
 
 The last frame of STRUCTURE (any ASE-readable file) is relaxed at fixed cell with
 relax.calculator.MLHCalculator (default: the bundled WSe2 model on the "dft" route) until
-every force is below --fmax. Writes OUT/relax.traj (every step),
+every force is below --fmax; a killed run, started again, continues from its last step,
+and a finished one (same start structure, model, route, criterion) is not redone.
+Writes OUT/relax.traj (every step),
 OUT/relaxation.nc (energies per step, relaxed positions, forces; units and provenance in
 the attributes) and OUT/relaxed.extxyz, each atomically. Bad input (missing or
 unreadable file, unknown species, atoms closer than 0.5 Å, ...) gives one line
@@ -16,6 +18,7 @@ Units: eV, Å.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -70,24 +73,71 @@ def make_calculator(args: argparse.Namespace):
                          kpts=parse_kpts(args.kpts), width=args.width)
 
 
+def file_digest(paths: list[Path]) -> str:
+    """SHA-256 of the files' contents, in order (identifies a model's parameters)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def calculator_attrs(args: argparse.Namespace) -> dict:
-    """Provenance attributes of a run."""
-    attrs = {"model": str(args.model), "route": args.route,
+    """Provenance attributes of a run: model (folder and content digest), route, k-points."""
+    model = Path(args.model)
+    files = [model / "model.json", model / "params.msgpack", model / "scale_shift.nc"]
+    attrs = {"model": str(model), "route": args.route,
              "kpts": args.kpts or "density 2/Å^-1", "width_eV": args.width}
     if args.route == "jax":
-        attrs["repulsion"] = str(args.repulsion or Path(args.model) / "repulsion.json")
+        repulsion = Path(args.repulsion or model / "repulsion.json")
+        attrs["repulsion"] = str(repulsion)
+        files.append(repulsion)
+    attrs["model_sha256"] = file_digest([f for f in files if f.exists()])
     return attrs
+
+
+def finished_relaxation(atoms: Atoms, args: argparse.Namespace, output: Path, name: str,
+                        attrs: dict):
+    """The converged result in OUT/NAME.nc of the same start structure, calculator (model
+    digest included), criterion and optimizer, else None (then the relaxation runs)."""
+    import numpy as np
+    import xarray as xr
+    from ase.io import read
+
+    from relax.optimize import relaxation_from_dataset
+
+    dataset_path, trajectory = output / f"{name}.nc", output / f"{name}.traj"
+    if not (dataset_path.exists() and trajectory.exists()):
+        return None
+    with xr.open_dataset(dataset_path) as dataset:
+        dataset = dataset.load()
+    expected = {**{f"provenance_{key}": value for key, value in attrs.items()},
+                "optimizer": args.optimizer, "fmax_eV_per_angstrom": args.fmax, "converged": 1}
+    if any(dataset.attrs.get(key) != value for key, value in expected.items()):
+        return None
+    start = read(trajectory, 0)
+    if not (np.array_equal(start.numbers, atoms.numbers)
+            and np.allclose(start.cell.array, atoms.cell.array, atol=1e-8)
+            and np.allclose(start.positions, atoms.positions, atol=1e-8)):
+        return None
+    return relaxation_from_dataset(dataset)
 
 
 def relax_and_write(atoms: Atoms, calculator, args: argparse.Namespace, output: Path,
                     name: str, attrs: dict):
-    """Relax `atoms`; write OUT/NAME.traj, NAME.nc and NAME-relaxed.extxyz atomically."""
+    """Relax `atoms`; write OUT/NAME.traj, NAME.nc and NAME-relaxed.extxyz atomically.
+
+    A relaxation finished before (`finished_relaxation`) is read back, not redone."""
     from ase.io import write
 
     from mlh.atomic import atomic_output
     from mlh.record_io import write_dataset
     from relax.optimize import relax, relaxation_dataset
 
+    result = finished_relaxation(atoms, args, output, name, attrs)
+    if result is not None:
+        print(f"{name}: relaxed before ({output / f'{name}.nc'}), E = "
+              f"{result.energies[-1]:.6f} eV after {result.steps} steps")
+        return result
     result = relax(atoms, calculator, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
                    trajectory=output / f"{name}.traj")
     write_dataset(relaxation_dataset(result, attrs), output / f"{name}.nc")

@@ -1,6 +1,7 @@
 """relax.formation, relax.optimize and the example drivers' handling of bad input."""
 
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -105,6 +106,96 @@ def test_failed_relaxation_leaves_no_trajectory(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(MLHError, match="unknown optimizer"):
         relax(atoms, EMT(), optimizer="LBFGS")
+
+
+class StoppingEMT(EMT):
+    """EMT that raises `error` at its `stop_at`-th evaluation (None: never) and counts them."""
+
+    def __init__(self, stop_at=None, error=KeyboardInterrupt):
+        super().__init__()
+        self.stop_at, self.error, self.evaluations = stop_at, error, 0
+
+    def calculate(self, *args, **kwargs):
+        self.evaluations += 1
+        if self.evaluations == self.stop_at:
+            raise self.error("stopped")
+        super().calculate(*args, **kwargs)
+
+
+def rattled_copper():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=3)
+    return atoms
+
+
+@pytest.mark.parametrize("optimizer", ["BFGS", "FIRE"])
+def test_interrupted_relaxation_resumes_where_it_stopped(tmp_path, optimizer):
+    atoms = rattled_copper()
+    options = dict(fmax=0.01, steps=300, optimizer=optimizer)
+    whole = relax(atoms, EMT(), trajectory=tmp_path / "whole.traj", **options)
+    trajectory = tmp_path / "relax.traj"
+    with pytest.raises(KeyboardInterrupt):  # a kill during the 6th evaluation (step 5)
+        relax(atoms, StoppingEMT(stop_at=6), trajectory=trajectory, **options)
+    assert not trajectory.exists()
+    assert len(read(tmp_path / ".relax.traj.partial.traj", ":")) == 5
+
+    calculator = StoppingEMT()
+    resumed = relax(atoms, calculator, trajectory=trajectory, **options)
+    assert resumed.converged
+    assert calculator.evaluations == resumed.steps - 3  # step 4 again, then steps 5...
+    assert len(read(trajectory, ":")) == resumed.steps + 1
+    np.testing.assert_allclose(resumed.energies[:6], whole.energies[:6], rtol=0, atol=1e-12)
+    if optimizer == "BFGS":  # BFGS's state is restored exactly
+        assert resumed.steps == whole.steps
+        np.testing.assert_allclose(resumed.atoms.positions, whole.atoms.positions, atol=1e-10)
+    else:  # FIRE restarts its mixing schedule: the same minimum, by another path
+        np.testing.assert_allclose(resumed.energies[-1], whole.energies[-1], atol=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["relax.traj", "whole.traj"]
+
+
+def test_interrupted_relaxation_of_another_structure_is_refused(tmp_path):
+    trajectory = tmp_path / "relax.traj"
+    with pytest.raises(KeyboardInterrupt):
+        relax(rattled_copper(), StoppingEMT(stop_at=3), trajectory=trajectory)
+    other = rattled_copper()
+    other.rattle(0.01, seed=9)
+    with pytest.raises(MLHError, match="another start structure"):
+        relax(other, EMT(), trajectory=trajectory)
+
+
+def test_relaxation_failing_after_some_steps_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="stopped"):
+        relax(rattled_copper(), StoppingEMT(stop_at=4, error=RuntimeError),
+              trajectory=tmp_path / "relax.traj")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_driver_reuses_a_finished_relaxation_only_when_everything_matches(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from argparse import Namespace
+
+    from relax_structure import relax_and_write
+
+    args = Namespace(fmax=0.01, steps=300, optimizer="BFGS")
+    attrs = {"model": "EMT", "model_sha256": "0"}
+    atoms = rattled_copper()
+    done = tmp_path / "done"
+    first = relax_and_write(atoms, EMT(), args, done, "host", attrs)
+    again = relax_and_write(atoms, StoppingEMT(stop_at=1), args, done, "host", attrs)
+    np.testing.assert_array_equal(again.energies, first.energies)
+    np.testing.assert_array_equal(again.atoms.positions, first.atoms.positions)
+    assert again.steps == first.steps and again.converged
+
+    other_start = rattled_copper()
+    other_start.rattle(0.01, seed=9)
+    changes = {"model": (atoms, args, {**attrs, "model_sha256": "1"}),
+               "start": (other_start, args, attrs),
+               "fmax": (atoms, Namespace(fmax=0.005, steps=300, optimizer="BFGS"), attrs)}
+    for change, (start, options, provenance) in changes.items():
+        shutil.copytree(done, tmp_path / change)
+        calculator = StoppingEMT()
+        relax_and_write(start, calculator, options, tmp_path / change, "host", provenance)
+        assert calculator.evaluations > 1, change  # relaxed again
 
 
 @pytest.mark.parametrize("script", ["relax_structure.py", "defect_formation.py"])
