@@ -241,6 +241,10 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
                 entry[kind] = structure_errors(atoms, np.array(pair[kind]["positions"]),
                                                np.array(runs["gpaw"][kind]["positions"]))
         result["methods"][method] = entry
+    if "formation_energy_eV" in result["methods"].get("gpaw", {}):  # baseline: no relaxation
+        result["start_vs_gpaw_relaxed"] = {kind: structure_errors(
+            atoms, atoms.positions, np.array(runs["gpaw"][kind]["positions"]))
+            for kind, atoms in cells.items()}
     return result
 
 
