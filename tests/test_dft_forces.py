@@ -1,13 +1,17 @@
 """The dft route's forces are exactly -dA_KS/dR: GPAW's forces plus the response term of a
 non-self-consistent density (physics.dft_forces), checked by central finite differences
-with Richardson extrapolation on a rattled WSe2 cell with the bundled model."""
+with Richardson extrapolation on a rattled WSe2 cell with the bundled model; its energy is
+invariant and its forces rotate with the structure (hypothesis)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
 
-from conftest import wse2_primitive
+from conftest import rotate_structure, wse2_primitive
 from mlh.predictor import Predictor
 from relax.calculator import MLHCalculator
 
@@ -53,3 +57,24 @@ def test_atoms_crossing_the_cell_boundary():
     np.testing.assert_allclose(forces, fresh.get_forces(crossed), atol=1e-6)
     assert moving.get_potential_energy(crossed) == pytest.approx(
         fresh.get_potential_energy(crossed), abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def dft_calculator():
+    return MLHCalculator(Predictor.load(MODEL), route="dft", kpts=(2, 2, 1), skin=1.0)
+
+
+@settings(max_examples=2, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_energy_invariant_and_forces_rotate(dft_calculator, seed):
+    """GPAW's grid turns with the cell, but its finite-difference stencils for a cell not
+    aligned with the axes differ slightly: 7e-6 eV and 5e-5 eV/Å were seen, far below the
+    issue's 1 meV and 5 meV/Å, far above what unrotated forces would give (~0.1 eV/Å)."""
+    atoms = wse2_primitive(rattle=0.08, seed=5)
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    moved = rotate_structure(atoms, rotation)
+    energy = dft_calculator.get_potential_energy(atoms, force_consistent=True)
+    forces = dft_calculator.get_forces(atoms)
+    assert dft_calculator.get_potential_energy(moved, force_consistent=True) == pytest.approx(
+        energy, abs=1e-4)
+    np.testing.assert_allclose(dft_calculator.get_forces(moved), forces @ rotation.T, atol=5e-4)
