@@ -17,9 +17,9 @@ O2, the same for every route) with its error (meV).
 
 Every GPAW SCF, route evaluation and relaxation is stored in WORKDIR as it finishes (JSON
 and ASE trajectories), so a killed run resumes where it stopped (a relaxation from its last
-finished step, relax.optimize.relax), and processes with different --relax-methods can share WORKDIR (the
-last one to finish prints the complete summary). Prints the summary and writes it to
-benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
+finished step, relax.optimize.relax), and processes with different --relax-methods can
+share WORKDIR (the last one to finish prints the complete summary). Prints the summary
+and writes it to benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
 """
 
 from __future__ import annotations

@@ -99,11 +99,10 @@ def finished_relaxation(atoms: Atoms, args: argparse.Namespace, output: Path, na
                         attrs: dict):
     """The converged result in OUT/NAME.nc of the same start structure, calculator (model
     digest included), criterion and optimizer, else None (then the relaxation runs)."""
-    import numpy as np
     import xarray as xr
     from ase.io import read
 
-    from relax.optimize import relaxation_from_dataset
+    from relax.optimize import relaxation_from_dataset, same_structure
 
     dataset_path, trajectory = output / f"{name}.nc", output / f"{name}.traj"
     if not (dataset_path.exists() and trajectory.exists()):
@@ -114,10 +113,7 @@ def finished_relaxation(atoms: Atoms, args: argparse.Namespace, output: Path, na
                 "optimizer": args.optimizer, "fmax_eV_per_angstrom": args.fmax, "converged": 1}
     if any(dataset.attrs.get(key) != value for key, value in expected.items()):
         return None
-    start = read(trajectory, 0)
-    if not (np.array_equal(start.numbers, atoms.numbers)
-            and np.allclose(start.cell.array, atoms.cell.array, atol=1e-8)
-            and np.allclose(start.positions, atoms.positions, atol=1e-8)):
+    if not same_structure(read(trajectory, 0), atoms):
         return None
     return relaxation_from_dataset(dataset)
 

@@ -28,7 +28,7 @@ from mlh.errors import MLHError
 from mlh.record_io import labelled_variable as _variable
 
 __all__ = ["RelaxationResult", "relax", "relaxation_dataset", "relaxation_from_dataset",
-           "DEFAULT_FMAX"]
+           "same_structure", "DEFAULT_FMAX"]
 
 DEFAULT_FMAX = 0.02
 """Convergence criterion on the largest atomic force (eV/Å), as in seed 003."""
@@ -91,7 +91,21 @@ class _ResumeFiles:
             path.unlink(missing_ok=True)
 
 
-def _interrupted_steps(files: _ResumeFiles, atoms: Atoms, optimizer: str) -> tuple[list[Atoms], dict]:
+def same_structure(a: Atoms, b: Atoms) -> bool:
+    """True if a and b have the same species, cell and positions (to 1e-8 Å): the same start
+    structure of a relaxation."""
+    return (np.array_equal(a.numbers, b.numbers)
+            and np.allclose(a.cell.array, b.cell.array, atol=1e-8)
+            and np.allclose(a.positions, b.positions, atol=1e-8))
+
+
+def _max_force(forces: np.ndarray) -> float:
+    """Largest atomic force |F_a| (eV/Å)."""
+    return float(np.linalg.norm(forces, axis=1).max(initial=0.0))
+
+
+def _interrupted_steps(files: _ResumeFiles, atoms: Atoms,
+                       optimizer: str) -> tuple[list[Atoms], dict]:
     """Frames and state of an interrupted run of this relaxation ([] and {} if none).
 
     Raises:
@@ -109,12 +123,7 @@ def _interrupted_steps(files: _ResumeFiles, atoms: Atoms, optimizer: str) -> tup
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
         raise MLHError(f"{files.frames}: the interrupted relaxation's files cannot be read "
                        f"({error}); delete them to start again") from None
-    first = frames[0]
-    same = (state.get("optimizer", optimizer) == optimizer
-            and np.array_equal(first.numbers, atoms.numbers)
-            and np.allclose(first.cell.array, atoms.cell.array, atol=1e-8)
-            and np.allclose(first.positions, atoms.positions, atol=1e-8))
-    if not same:
+    if state.get("optimizer", optimizer) != optimizer or not same_structure(frames[0], atoms):
         raise MLHError(f"{files.frames}: an interrupted relaxation of another start structure "
                        f"or optimizer; delete it (and its .state.json) to start this one")
     return frames, state
@@ -173,8 +182,7 @@ def relax(
     earlier_seconds = float(state.get("seconds", 0.0))
     energies = [frame.get_potential_energy() for frame in frames]
     free_energies = [frame.get_potential_energy(force_consistent=True) for frame in frames]
-    max_forces = [float(np.linalg.norm(frame.get_forces(), axis=1).max(initial=0.0))
-                  for frame in frames]
+    max_forces = [_max_force(frame.get_forces()) for frame in frames]
     atoms.calc = calculator
 
     def save_step() -> None:
@@ -196,7 +204,7 @@ def relax(
             return
         energies.append(atoms.get_potential_energy())
         free_energies.append(atoms.get_potential_energy(force_consistent=True))
-        max_forces.append(float(np.linalg.norm(atoms.get_forces(), axis=1).max(initial=0.0)))
+        max_forces.append(_max_force(atoms.get_forces()))
         if files is not None:
             save_step()
 
@@ -204,7 +212,8 @@ def relax(
         dynamics = optimizers[optimizer](
             atoms, logfile=logfile, restart=None if files is None else str(files.restart))
         dynamics.attach(observe)
-        converged = bool(dynamics.run(fmax=fmax, steps=max(steps - max(len(frames) - 1, 0), 0)))
+        steps_done = len(frames) - 1 if frames else 0
+        converged = bool(dynamics.run(fmax=fmax, steps=max(steps - steps_done, 0)))
     except Exception:
         if files is not None:
             files.remove()
