@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import xarray as xr
-
 from mlh import __version__ as mlh_version
-from mlh.record_io import labelled_variable as variable
+from mlh.record.io import labelled_variable as variable
+
+__all__ = ["provenance_attrs", "variable"]
 
 
 def provenance_attrs(provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:

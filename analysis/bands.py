@@ -1,7 +1,7 @@
 """Band structures along ASE band paths from the stored H(R), S(R), and their figure.
 
 At each k on the path the bands are the eigenvalues of (H(k), S(k)) with
-H(k) = sum_R exp(2 pi i k.R) H(R) (mlh.record). Energies in eV; k distances in 1/Å
+H(k) = sum_R exp(2 pi i k.R) H(R) (mlh.record.hamiltonian). Energies in eV; k distances in 1/Å
 (ASE's linear k axis, including the factor 2 pi).
 """
 
@@ -19,9 +19,9 @@ from ase.dft.kpoints import BandPath
 
 from analysis._common import provenance_attrs, variable
 from analysis.spectrum import generalized_eigh
-from mlh.atomic import atomic_output
 from mlh.errors import MLHError
-from mlh.record import HamiltonianRecord
+from mlh.file_output import atomic_output
+from mlh.record.hamiltonian import HamiltonianRecord
 
 __all__ = ["record_bandpath", "band_structure", "plot_bands"]
 

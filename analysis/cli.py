@@ -1,4 +1,4 @@
-"""`mlh-analyze pdos | bands | hole | compare`: electronic-structure analysis of records.
+"""`mlh-analyze pdos | bands | hole | compare | density | doping`: analysis of records.
 
 Each command reads Hamiltonian records, calls the analysis library and writes xarray
 Datasets to NetCDF (atomically) plus a figure when asked. Energies in eV, lengths in Å.
@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from analysis.cli_options import parse_interval
+from analysis.doping.cli import doping
 from mlh.cli.app import reports_errors
 from mlh.errors import MLHError
 
@@ -29,15 +31,14 @@ SigmaOpt = Annotated[float, typer.Option(help="Gaussian smearing, standard devia
 
 def _records(paths: list[Path]):
     """(path, record) for every record file under `paths`, read lazily."""
-    from mlh.data import record_files
-    from mlh.record_io import read_record
+    from mlh.record.io import read_record, record_files
 
     for path in record_files(paths):
         yield path, read_record(path)
 
 
 def _grid(kpts: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    from analysis.select import kpoint_grid
+    from mlh.record.kpoints import monkhorst_pack
 
     if kpts is None:
         return None, None
@@ -45,17 +46,7 @@ def _grid(kpts: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         size = tuple(int(n) for n in kpts.lower().split("x"))
     except ValueError:
         raise MLHError(f"--kpts {kpts!r} is not of the form 6x6x1") from None
-    return kpoint_grid(size)
-
-
-def _pair(text: str, option: str) -> tuple[float, float]:
-    try:
-        lower, upper = (float(x) for x in text.split(","))
-    except ValueError:
-        raise MLHError(f"{option} {text!r} is not of the form LOWER,UPPER (eV)") from None
-    if not lower < upper:
-        raise MLHError(f"{option} {text!r} is empty: LOWER must be below UPPER")
-    return lower, upper
+    return monkhorst_pack(size)
 
 
 @app.command()
@@ -75,9 +66,9 @@ def pdos(
     """Total DOS and Mulliken-projected DOS (species, species and l, atoms) around E_F."""
     from analysis.dos import energy_grid, plot_pdos
     from analysis.select import pdos_for
-    from mlh.record_io import write_dataset
+    from mlh.record.io import write_dataset
 
-    lower, upper = _pair(energies, "--energies")
+    lower, upper = parse_interval(energies, "--energies")
     grid = energy_grid(lower, upper, points)
     kpoints, weights = _grid(kpts)
     for path, record in _records(records):
@@ -113,9 +104,9 @@ def hole(
 
     from analysis.hole import hole_concentration
     from analysis.select import spectrum_for
-    from mlh.record_io import write_dataset
+    from mlh.record.io import write_dataset
 
-    lower, upper = _pair(window, "--window")
+    lower, upper = parse_interval(window, "--window")
     names = tuple(s.strip() for s in species.split(",") if s.strip())
     kpoints, weights = _grid(kpts)
     margin = 5 * sigma
@@ -160,7 +151,7 @@ def bands(
     """Band structure along an ASE band path from the stored H(R), S(R)."""
     from analysis.bands import band_structure, plot_bands
     from analysis.spectrum import dense_spectrum
-    from mlh.record_io import read_record, write_dataset
+    from mlh.record.io import read_record, write_dataset
 
     data = read_record(record)
     if fermi_level is None:
@@ -195,9 +186,8 @@ def compare(
     spectrum relative L1/L2 errors between predicted and reference records."""
     import json
 
-    from mlh.data import record_files
-    from mlh.metrics import evaluate_pairs, plot_evaluation
-    from mlh.record_io import read_record, write_dataset
+    from mlh.inference.evaluation import evaluate_pairs, write_evaluation
+    from mlh.record.io import read_record, record_files
 
     references = {path.name: path for path in record_files([reference])}
     predictions = record_files([predicted])
@@ -210,17 +200,34 @@ def compare(
             yield path.stem, read_record(path), read_record(references[path.name])
 
     result = evaluate_pairs(pairs(), window=window, kpoints=_grid(kpts)[0])
-    write_dataset(result, output)
-    if plot is not None:
-        plot_evaluation(result, plot)
-    typer.echo(json.dumps({
-        "H MAE (meV)": 1000 * float(result["mae_all"]),
-        "on-site MAE (meV)": 1000 * float(result["mae_onsite"]),
-        "off-site MAE (meV)": 1000 * float(result["mae_offsite"]),
-        f"eigenvalue MAE within E_F +- {window} eV (meV)": 1000 * float(result["eigenvalue_mae_window"]),
-        "spectrum relative L1 (mean over structures)": float(result["spectrum_relative_l1"].mean()),
-    }, indent=1))
+    typer.echo(json.dumps(write_evaluation(result, window, output, plot), indent=1))
     typer.echo(f"metrics written to {output}")
 
 
-from analysis import doping_cli  # noqa: E402,F401  (registers `doping`)
+
+@app.command()
+@reports_errors
+def density(
+    record: Annotated[Path, typer.Argument(help="Hamiltonian record (.nc) with S and H.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="NetCDF file of n(r).")],
+    cube: Annotated[Optional[Path], typer.Option(help="Also write a Gaussian cube file.")] = None,
+    grid_spacing: Annotated[Optional[float], typer.Option(
+        help="Grid spacing (Å; default the record's GPAW spacing).")] = None,
+) -> None:
+    """Pseudo valence density n(r) = sum rho phi phi of a record on GPAW's real-space grid
+    (electrons/Å^3; the cube file in electrons/Bohr^3)."""
+    from mlh.record.io import read_record
+    from physics.real_space_density import (
+        pseudo_density_for_record,
+        write_density_cube,
+        write_density_netcdf,
+    )
+
+    result = pseudo_density_for_record(read_record(record), grid_spacing=grid_spacing)
+    write_density_netcdf(result, output, provenance={"record": str(record)})
+    if cube is not None:
+        write_density_cube(result, cube)
+    typer.echo(f"{result.grid_electron_count:.6f} pseudo electrons on a "
+               f"{'x'.join(map(str, result.density.shape[1:]))} grid written to {output}")
+
+app.command()(doping)

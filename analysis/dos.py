@@ -26,8 +26,8 @@ from ase.data import chemical_symbols
 
 from analysis._common import provenance_attrs, variable
 from analysis.projected import ProjectedSpectrum
-from mlh.atomic import atomic_output
 from mlh.errors import MLHError
+from mlh.file_output import atomic_output
 
 __all__ = [
     "DEFAULT_POINTS", "DEFAULT_SIGMA", "COVERAGE_SIGMAS", "energy_grid", "species_symbols",

@@ -2,7 +2,7 @@
 
 Dense diagonalization (analysis.spectrum) is exact and gives every state, but needs
 O(N²) memory and O(N³) time in the number of orbitals N. Above `DENSE_ORBITAL_LIMIT`
-orbitals the sparse route (analysis.large) gives the exact Fermi level and the exact
+orbitals the sparse route (analysis.sparse.window) gives the exact Fermi level and the exact
 states of an energy window around it, at Γ only.
 """
 
@@ -14,13 +14,13 @@ import numpy as np
 
 from analysis.projected import ProjectedSpectrum
 from mlh.errors import MLHError
-from mlh.record import HamiltonianRecord
+from mlh.record.hamiltonian import HamiltonianRecord
 
 __all__ = ["DENSE_ORBITAL_LIMIT", "Route", "choose_route", "spectrum_for"]
 
 DENSE_ORBITAL_LIMIT = 10_000
 """Largest number of orbitals diagonalized densely by the automatic choice
-(10,000 orbitals: ~3 GB and a few minutes on 2 cores)."""
+(its memory and time: benchmarks/analysis_large.py)."""
 
 Route = Literal["auto", "dense", "sparse"]
 
@@ -63,19 +63,9 @@ def spectrum_for(
 
         return dense_spectrum(record, kpoints=kpoints, kpoint_weights=kpoint_weights,
                               n_electrons=n_electrons, charge=charge, width=width)
-    from analysis.large import window_spectrum
+    from analysis.sparse.window import window_spectrum
 
     return window_spectrum(record, n_electrons=n_electrons, charge=charge, width=width, window=window)
-
-
-def kpoint_grid(size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(n_k, 3) reduced Monkhorst-Pack k-points of grid `size` and their equal weights."""
-    from ase.dft.kpoints import monkhorst_pack
-
-    if len(size) != 3 or min(size) < 1:
-        raise MLHError(f"a k-point grid needs three positive sizes, got {size}")
-    kpoints = monkhorst_pack(size)
-    return kpoints, np.full(len(kpoints), 1.0 / len(kpoints))
 
 
 def pdos_for(
@@ -102,8 +92,9 @@ def pdos_for(
         return pdos_dataset(spectrum, energies, sigma=sigma, per_atom=per_atom)
     if per_atom:
         raise MLHError("per-atom PDOS needs the dense route (--route dense)")
-    from analysis.large import kpm_pdos, window_spectrum
-    from analysis.shift_invert import sparse_pencil
+    from analysis.sparse.kpm import kpm_pdos
+    from analysis.sparse.shift_invert import sparse_pencil
+    from analysis.sparse.window import window_spectrum
 
     pencil = sparse_pencil(record)  # H, S and their ordering, shared by both steps
     spectrum = window_spectrum(record, n_electrons=n_electrons, charge=charge, pencil=pencil)

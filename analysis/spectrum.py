@@ -7,7 +7,7 @@ coefficients C_{mu n} the Mulliken weight of channel (a, l) is
 
 and sum over all channels of p_n = C_n^H S C_n = 1. Dense diagonalisation costs
 O(N^3) per k-point and spin (N orbitals): up to ~10,000 orbitals on this machine;
-larger structures take the sparse route of `analysis.large`.
+larger structures take the sparse route of `analysis.sparse.window`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import scipy.sparse as sp
 
 from analysis.projected import ProjectedSpectrum
 from mlh.errors import MLHError
-from mlh.record import HamiltonianRecord
+from mlh.record.hamiltonian import HamiltonianRecord
+from mlh.record.kpoints import kpoints_and_weights
 from physics.density_matrix import generalized_eigh
-from physics.occupations import find_fermi_level, normalised_kpoint_weights, record_electron_count
+from physics.occupations import find_fermi_level, record_electron_count
 
 __all__ = ["orbital_channels", "generalized_eigh", "mulliken_projections", "dense_spectrum"]
 
@@ -64,20 +65,6 @@ def mulliken_projections(
     return projections
 
 
-def _kpoint_grid(
-    kpoints: np.ndarray | None, kpoint_weights: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (n_k, 3) k-points and weights normalised to sum 1 (Γ when None)."""
-    if kpoints is None:
-        if kpoint_weights is not None:
-            raise MLHError("k-point weights given without k-points")
-        return np.zeros((1, 3)), np.ones(1)
-    kpoints = np.asarray(kpoints, dtype=float)
-    if kpoints.ndim != 2 or kpoints.shape[1] != 3 or len(kpoints) == 0:
-        raise MLHError(f"k-points must have shape (n_kpoints, 3), got {kpoints.shape}")
-    return kpoints, normalised_kpoint_weights(kpoints, kpoint_weights)
-
-
 def dense_spectrum(
     record: HamiltonianRecord,
     kpoints: np.ndarray | None = None,
@@ -116,7 +103,7 @@ def dense_spectrum(
     n_spins = record.n_spins
     if spin is not None and not 0 <= spin < n_spins:
         raise MLHError(f"spin channel {spin} does not exist: the record has {n_spins}")
-    kpoints, weights = _kpoint_grid(kpoints, kpoint_weights)
+    kpoints, weights = kpoints_and_weights(kpoints, kpoint_weights)
     channel_M, channel_atom, channel_l = orbital_channels(record)
 
     energies, state_weights, spins, kpoint_index, projections = [], [], [], [], []

@@ -1,10 +1,10 @@
-"""Large-structure analysis (analysis/large.py): accuracy against dense, cost up to 4,000+ atoms.
+"""Large-structure analysis (analysis/sparse/window.py): accuracy against dense, cost up to 4,000+ atoms.
 
     .venv/bin/python benchmarks/analysis_large.py [--work out/analysis_large] \
         [--compare 12x10] [--sizes 14x12,20x17,28x24] [--kpm-sigma 0.1]
 
 Records are predicted with the bundled model (examples/models/wse2_vacancies) for WSe2
-slabs with Se vacancies (`mlh.structures.wse2_with_vacancies`, orthogonal cells of 6
+slabs with Se vacancies (`mlh.gpaw.structures.wse2_with_vacancies`, orthogonal cells of 6
 atoms, 1 % vacancy rate) and cached in --work. One electron is removed per 120 atoms
 (6 valence electrons per atom), so E_F lies in the valence band and there are holes.
 
@@ -56,10 +56,10 @@ def _charge(n_atoms: int) -> float:
 
 def _make_record(repeat: str, path: Path) -> dict:
     """Predict and write the record of a `repeat` (e.g. 28x24) slab."""
-    from mlh.infer import predict_record
-    from mlh.predictor import Predictor
-    from mlh.record_io import write_record
-    from mlh.structures import wse2_with_vacancies
+    from mlh.gpaw.structures import wse2_with_vacancies
+    from mlh.inference.prediction import predict_record
+    from mlh.model.predictor import Predictor
+    from mlh.record.io import write_record
 
     nx, ny = map(int, repeat.split("x"))
     atoms = wse2_with_vacancies(np.random.default_rng(5), repeat=(nx, ny),
@@ -74,9 +74,10 @@ def _cost(path: Path, kpm_sigma: float) -> dict:
     """Record -> hole concentration, stage by stage, then kpm_pdos (in this process)."""
     from analysis.dos import energy_grid
     from analysis.hole import hole_concentration
-    from analysis.large import kpm_pdos, window_spectrum
-    from analysis.shift_invert import sparse_pencil
-    from mlh.record_io import read_record
+    from analysis.sparse.kpm import kpm_pdos
+    from analysis.sparse.shift_invert import sparse_pencil
+    from analysis.sparse.window import window_spectrum
+    from mlh.record.io import read_record
 
     times = {}
     start = time.perf_counter()
@@ -128,10 +129,11 @@ def _accuracy(path: Path) -> dict:
     """Window route and KPM against dense diagonalisation (in this process)."""
     from analysis.dos import energy_grid, pdos_dataset
     from analysis.hole import hole_concentration
-    from analysis.large import kpm_pdos, window_spectrum
-    from analysis.shift_invert import sparse_pencil
+    from analysis.sparse.kpm import kpm_pdos
+    from analysis.sparse.shift_invert import sparse_pencil
+    from analysis.sparse.window import window_spectrum
     from analysis.spectrum import dense_spectrum
-    from mlh.record_io import read_record
+    from mlh.record.io import read_record
 
     record = read_record(path)
     electrons, charge = VALENCE * record.n_atoms, _charge(record.n_atoms)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from ase.io import write
 
-from mlh.generate import generate
-from mlh.gpaw_settings import load_settings
-from mlh.record_io import read_record
-from mlh.structures import quartz_with_vacancy, wse2_with_vacancies
+from mlh.gpaw.generate import generate
+from mlh.gpaw.settings import load_settings
+from mlh.gpaw.structures import quartz_with_vacancy, wse2_with_vacancies
+from mlh.record.io import read_record
 
 RECIPES = {"wse2": wse2_with_vacancies, "sio2": quartz_with_vacancy}
 

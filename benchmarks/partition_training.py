@@ -47,8 +47,8 @@ def train_run(config: dict) -> dict:
 
     import jax
 
-    from mlh.config import TrainConfig
-    from mlh.train import train
+    from mlh.model.config import TrainConfig
+    from mlh.train.loop import train
 
     start = time.perf_counter()
     train(TrainConfig.model_validate(config), progress=False, log=lambda _: None)
@@ -70,10 +70,10 @@ def _metrics(folder: Path) -> list[dict]:
 
 def _test_errors(model: Path, tests: list[Path]) -> dict:
     """H MAE (meV) of a trained model on the test records (mean over records)."""
-    from mlh.infer import predict_record
-    from mlh.metrics import matrix_element_errors
-    from mlh.predictor import Predictor
-    from mlh.record_io import read_record
+    from mlh.inference.metrics import matrix_element_errors
+    from mlh.inference.prediction import predict_record
+    from mlh.model.predictor import Predictor
+    from mlh.record.io import read_record
 
     predictor = Predictor.load(model)
     errors = []
@@ -86,7 +86,7 @@ def _test_errors(model: Path, tests: list[Path]) -> dict:
 
 def _slices(train: Path, partition, model, folder: Path) -> dict:
     """Write (or reuse) the slices of the training record; their count and sizes."""
-    from mlh.partition_io import partition_files, read_partition
+    from mlh.train.partition_io import partition_files, read_partition
 
     start = time.perf_counter()
     files = partition_files(train, partition, model, folder, log=print)
@@ -103,8 +103,8 @@ def _slices(train: Path, partition, model, folder: Path) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     """All runs; returns the JSON-able results."""
-    from mlh.config import PartitionConfig, load_config
-    from mlh.record_io import read_record
+    from mlh.model.config import PartitionConfig, load_config
+    from mlh.record.io import read_record
 
     base = load_config(args.config)
     n_train = read_record(args.train).n_atoms

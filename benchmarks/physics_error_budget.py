@@ -29,16 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mlh.atomic import atomic_output
-from mlh.config import load_config
-from mlh.infer import predict_record
-from mlh.predictor import Predictor
-from mlh.record import HamiltonianRecord
-from mlh.record_io import read_record
+from mlh.file_output import atomic_output
+from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
+from mlh.inference.prediction import predict_record
+from mlh.model.config import load_config
+from mlh.model.predictor import Predictor
+from mlh.record.hamiltonian import HamiltonianRecord
+from mlh.record.io import read_record
 from mlh.train.loop import split_files
-from physics.dft_functional import (
-    evaluate_dft_functional, record_atoms, record_scf_kpts, settings_from_record,
-)
+from physics.dft.functional import evaluate_dft_functional
 
 ROOT = Path(__file__).resolve().parents[1]
 

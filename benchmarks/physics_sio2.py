@@ -5,7 +5,7 @@
 
 Structures (not in the training data): rattled alpha-quartz supercells (default 2x2x2 = 72
 atoms and 2x2x3 = 108 atoms) and the same cells with one O removed. For each cell and each
-route ("dft": GPAW's Kohn-Sham functional at the model's density with exact forces; "jax":
+route ("dft": GPAW's Kohn-Sham functional at the model's density with exact forces; "band":
 band energy + fitted repulsion) it reports against one GPAW SCF of the same structure:
 energy error (meV/atom; "energy", extrapolated to zero width), force MAE (meV/Å, over
 components), and wall time per energy+force evaluation (a cold first call and a warm second
@@ -36,12 +36,12 @@ import numpy as np
 from ase import Atoms
 from ase.io import write
 
-from mlh.atomic import atomic_output
 from mlh.errors import MLHError
-from mlh.gpaw_reference import gpaw_parameters
-from mlh.gpaw_settings import GPAWSettings, load_settings
-from mlh.predictor import Predictor
-from mlh.structures import quartz_with_vacancy
+from mlh.file_output import atomic_output
+from mlh.gpaw.reference import gpaw_parameters
+from mlh.gpaw.settings import GPAWSettings, load_settings
+from mlh.gpaw.structures import quartz_with_vacancy
+from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
 from relax.optimize import relax
 
@@ -125,16 +125,16 @@ def point_errors(route: dict, reference: dict, n_atoms: int) -> dict:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="SiO2 model folder "
-                        "(with repulsion.json for the jax route)")
+                        "(with repulsion.json for the band route)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "out" / "physics_sio2")
     parser.add_argument("--gpaw-config", type=Path, default=ROOT / "examples" / "sio2_gpaw.yaml")
     parser.add_argument("--sizes", nargs="*", default=["2x2x2", "2x2x3"],
                         help="single-point cells (none: relaxations only)")
     parser.add_argument("--relax-size", default="2x2x2")
-    parser.add_argument("--routes", nargs="*", default=["dft", "jax"], choices=["dft", "jax"],
+    parser.add_argument("--routes", nargs="*", default=["dft", "band"], choices=["dft", "band"],
                         help="routes to evaluate (none: GPAW's side only, no model needed)")
-    parser.add_argument("--relax-methods", nargs="*", default=["gpaw", "dft", "jax"],
-                        choices=["gpaw", "dft", "jax"], help="relaxations to run (several "
+    parser.add_argument("--relax-methods", nargs="*", default=["gpaw", "dft", "band"],
+                        choices=["gpaw", "dft", "band"], help="relaxations to run (several "
                         "processes can share WORKDIR with different methods)")
     parser.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
     parser.add_argument("--steps", type=int, default=150)
@@ -166,7 +166,7 @@ def main() -> None:
     calculators = {route: MLHCalculator(
         predictor, route=route, width=settings.smearing_width, h=settings.h,
         kpoint_density=settings.kpoint_density,
-        repulsion=args.model / "repulsion.json" if route == "jax" else None)
+        repulsion=args.model / "repulsion.json" if route == "band" else None)
         for route in args.routes}
     summary: dict = {"model": str(args.model), "fmax_eV_per_angstrom": args.fmax,
                      "rattle_angstrom": args.rattle, "host": platform.node(),

@@ -24,20 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from mlh.config import load_config
-from mlh.infer import predict_record
-from mlh.metrics import evaluate_pairs
-from mlh.predictor import Predictor
-from mlh.record_io import read_record
-from mlh.train import train
-from mlh.train.loop import split_files
+from mlh.inference.evaluation import evaluate_pairs
+from mlh.inference.prediction import predict_record
+from mlh.model.config import load_config
+from mlh.model.predictor import Predictor
+from mlh.record.io import read_record
+from mlh.train.loop import split_files, train
 
 _LARGE = """
 import json, resource, sys, time
 import numpy as np
-from mlh.infer import predict_record
-from mlh.predictor import Predictor
-from mlh.structures import wse2_with_vacancies
+from mlh.inference.prediction import predict_record
+from mlh.model.predictor import Predictor
+from mlh.gpaw.structures import wse2_with_vacancies
 model, nx, ny = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 atoms = wse2_with_vacancies(np.random.default_rng(5), repeat=(nx, ny), mean_vacancies=0.01 * nx * ny)
 predictor = Predictor.load(model)

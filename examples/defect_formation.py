@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 
 from mlh.errors import MLHError
-from relax_structure import (
-    add_calculator_arguments, calculator_attrs, make_calculator, parse_kpts, read_frame,
-    relax_and_write, run_command,
-)
+from relax import drivers
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "wse2_vacancies"
 
 
 def element_values(items: list[str], option: str) -> dict[str, str]:
@@ -63,21 +62,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mu", action="append", default=[],
                         help="chemical potential as ELEMENT=eV (default 0)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    add_calculator_arguments(parser)
+    drivers.add_calculator_arguments(parser, DEFAULT_MODEL)
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mlh.record_io import write_dataset
+    from mlh.record.io import write_dataset
     from relax.formation import DefectEnergy, exchanged_atoms, formation_energies
 
-    host = read_frame(args.host)
-    defects = {path.stem: read_frame(path) for path in args.defect}
+    host = drivers.read_frame(args.host)
+    defects = {path.stem: drivers.read_frame(path) for path in args.defect}
     if len(defects) != len(args.defect) or args.host.stem in defects:
         raise MLHError("the host and the defect files need distinct file name stems")
     exchanged = {name: exchanged_atoms(host, atoms) for name, atoms in defects.items()}
     references = numbers(element_values(args.reference, "--reference"), "--reference")
-    structures = {element: read_frame(path) for element, path in
+    structures = {element: drivers.read_frame(path) for element, path in
                   element_values(args.reference_structure, "--reference-structure").items()}
     mu = numbers(element_values(args.mu, "--mu"), "--mu")
     both = sorted(set(references) & set(structures))
@@ -87,20 +86,20 @@ def run(args: argparse.Namespace) -> None:
     if needed:
         raise MLHError(f"no reference energy for {', '.join(needed)}: add --reference "
                        f"ELEMENT=eV or --reference-structure ELEMENT=FILE")
-    parse_kpts(args.kpts)
+    drivers.parse_kpts(args.kpts)
 
-    calculator = make_calculator(args)
-    attrs = calculator_attrs(args)
+    calculator = drivers.make_calculator(args)
+    attrs = drivers.calculator_attrs(args)
     output = args.output
     for element, atoms in structures.items():
-        result = relax_and_write(atoms, calculator, args, output, f"reference-{element}",
+        result = drivers.relax_and_write(atoms, calculator, args, output, f"reference-{element}",
                                  {**attrs, "structure": str(args.reference_structure)})
         references[element] = float(result.energies[-1]) / len(atoms)
-    host_result = relax_and_write(host, calculator, args, output, args.host.stem,
+    host_result = drivers.relax_and_write(host, calculator, args, output, args.host.stem,
                                   {**attrs, "structure": str(args.host)})
     energies = []
     for path, (name, atoms) in zip(args.defect, defects.items()):
-        result = relax_and_write(atoms, calculator, args, output, name,
+        result = drivers.relax_and_write(atoms, calculator, args, output, name,
                                  {**attrs, "structure": str(path)})
         energies.append(DefectEnergy(name, float(result.energies[-1]), exchanged[name],
                                      attrs={"converged": int(result.converged),
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(run, parse_args, argv)
+    return drivers.run_command(run, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Fit the jax route's pair repulsion of a model to GPAW records and write MODEL/repulsion.json.
+"""Fit the band route's pair repulsion of a model to GPAW records and write MODEL/repulsion.json.
 
     .venv/bin/python examples/fit_repulsion.py MODEL RECORD_OR_FOLDER... [-o FILE]
 
 E_rep is fitted by weighted least squares to E_DFT - A_band[H_model] and F_DFT - F_band
-(physics.jax_energy.fit_repulsion_to_records); the fit's residuals are printed (meV/atom,
+(physics.band.repulsion_fit.fit_repulsion_to_records); the fit's residuals are printed (meV/atom,
 meV/Å). Bad input: one `error:` line, exit 1, nothing written.
 """
 
@@ -13,8 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relax_structure import run_command  # noqa: E402
+from relax.drivers import run_command
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,10 +25,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mlh.predictor import Predictor
-    from mlh.record_io import read_record
-    from physics.jax_energy import fit_repulsion_to_records
-    from physics.repulsion import write_repulsion
+    from mlh.model.predictor import Predictor
+    from mlh.record.io import read_record
+    from physics.band.repulsion import write_repulsion
+    from physics.band.repulsion_fit import fit_repulsion_to_records
 
     files = sorted(f for path in args.records
                    for f in (path.glob("*.nc") if path.is_dir() else [path]))

@@ -3,7 +3,7 @@
 # 24 rattled (0.02-0.08 Å), strained (±2 %) 2x2x1 quartz cells (36 atoms), half with one O
 # vacancy whose two Si neighbours are pulled together by up to 0.4 Å each (the Si-Si bond of
 # the relaxed vacancy), computed with GPAW (examples/sio2_gpaw.yaml; energies and forces as labels);
-# then the model (examples/sio2_model.yaml) and the jax route's repulsion fitted to the same
+# then the model (examples/sio2_model.yaml) and the band route's repulsion fitted to the same
 # records. Re-running resumes every step (finished records and epochs are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,7 @@
 """Relax a structure with the ML-Hamiltonian calculator; write its trajectory and results.
 
     .venv/bin/python examples/relax_structure.py cell.extxyz -o relaxed/
-    .venv/bin/python examples/relax_structure.py cell.extxyz -o relaxed/ --route jax --kpts 2x2x1
+    .venv/bin/python examples/relax_structure.py cell.extxyz -o relaxed/ --route band --kpts 2x2x1
 
 The last frame of STRUCTURE (any ASE-readable file) is relaxed at fixed cell with
 relax.calculator.MLHCalculator (default: the bundled WSe2 model on the "dft" route) until
@@ -18,141 +18,27 @@ Units: eV, Å.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
-from ase import Atoms
-
-from mlh.errors import MLHError
+from relax.drivers import (
+    add_calculator_arguments,
+    calculator_attrs,
+    make_calculator,
+    parse_kpts,
+    read_frame,
+    relax_and_write,
+    run_command,
+)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "wse2_vacancies"
-
-
-def parse_kpts(text: str | None) -> tuple[int, int, int] | None:
-    """"2x2x1" -> (2, 2, 1); None stays None (k-point density 2 / Å^-1)."""
-    if text is None:
-        return None
-    try:
-        kpts = tuple(int(n) for n in text.lower().split("x"))
-    except ValueError:
-        kpts = ()
-    if len(kpts) != 3 or min(kpts) < 1:
-        raise MLHError(f"--kpts must look like 2x2x1, got {text!r}")
-    return kpts  # type: ignore[return-value]
-
-
-def read_frame(path: str | Path) -> Atoms:
-    """The last frame of an ASE-readable file; MLHError if missing or unreadable."""
-    from mlh.generate import read_structures
-
-    return read_structures([Path(path)])[-1][2]
-
-
-def add_calculator_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the calculator and the relaxation (shared with defect_formation.py)."""
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
-    parser.add_argument("--route", choices=["dft", "jax"], default="dft",
-                        help="dft: GPAW's functional at the model's density (accurate, ~1 "
-                             "min per step for 36 atoms); jax: band energy + repulsion (fast)")
-    parser.add_argument("--repulsion", type=Path, default=None,
-                        help="repulsion JSON (jax route; default MODEL/repulsion.json)")
-    parser.add_argument("--kpts", default=None, help="Monkhorst-Pack grid, e.g. 2x2x1 "
-                        "(default: 2 k-points per reciprocal Å)")
-    parser.add_argument("--width", type=float, default=0.01, help="Fermi-Dirac width (eV)")
-    parser.add_argument("--fmax", type=float, default=0.02, help="force criterion (eV/Å)")
-    parser.add_argument("--steps", type=int, default=200, help="most optimizer steps")
-    parser.add_argument("--optimizer", choices=["BFGS", "FIRE"], default="BFGS")
-
-
-def make_calculator(args: argparse.Namespace):
-    """MLHCalculator from the parsed options (loads the model)."""
-    from relax.calculator import MLHCalculator
-
-    return MLHCalculator(args.model, route=args.route, repulsion=args.repulsion,
-                         kpts=parse_kpts(args.kpts), width=args.width)
-
-
-def file_digest(paths: list[Path]) -> str:
-    """SHA-256 of the files' contents, in order (identifies a model's parameters)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def calculator_attrs(args: argparse.Namespace) -> dict:
-    """Provenance attributes of a run: model (folder and content digest), route, k-points."""
-    model = Path(args.model)
-    files = [model / "model.json", model / "params.msgpack", model / "scale_shift.nc"]
-    attrs = {"model": str(model), "route": args.route,
-             "kpts": args.kpts or "density 2/Å^-1", "width_eV": args.width}
-    if args.route == "jax":
-        repulsion = Path(args.repulsion or model / "repulsion.json")
-        attrs["repulsion"] = str(repulsion)
-        files.append(repulsion)
-    attrs["model_sha256"] = file_digest([f for f in files if f.exists()])
-    return attrs
-
-
-def finished_relaxation(atoms: Atoms, args: argparse.Namespace, output: Path, name: str,
-                        attrs: dict):
-    """The converged result in OUT/NAME.nc of the same start structure, calculator (model
-    digest included), criterion and optimizer, else None (then the relaxation runs)."""
-    import xarray as xr
-    from ase.io import read
-
-    from relax.optimize import relaxation_from_dataset, same_structure
-
-    dataset_path, trajectory = output / f"{name}.nc", output / f"{name}.traj"
-    if not (dataset_path.exists() and trajectory.exists()):
-        return None
-    with xr.open_dataset(dataset_path) as dataset:
-        dataset = dataset.load()
-    expected = {**{f"provenance_{key}": value for key, value in attrs.items()},
-                "optimizer": args.optimizer, "fmax_eV_per_angstrom": args.fmax, "converged": 1}
-    if any(dataset.attrs.get(key) != value for key, value in expected.items()):
-        return None
-    if not same_structure(read(trajectory, 0), atoms):
-        return None
-    return relaxation_from_dataset(dataset)
-
-
-def relax_and_write(atoms: Atoms, calculator, args: argparse.Namespace, output: Path,
-                    name: str, attrs: dict):
-    """Relax `atoms`; write OUT/NAME.traj, NAME.nc and NAME-relaxed.extxyz atomically.
-
-    A relaxation finished before (`finished_relaxation`) is read back, not redone."""
-    from ase.io import write
-
-    from mlh.atomic import atomic_output
-    from mlh.record_io import write_dataset
-    from relax.optimize import relax, relaxation_dataset
-
-    result = finished_relaxation(atoms, args, output, name, attrs)
-    if result is not None:
-        print(f"{name}: relaxed before ({output / f'{name}.nc'}), E = "
-              f"{result.energies[-1]:.6f} eV after {result.steps} steps")
-        return result
-    result = relax(atoms, calculator, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
-                   trajectory=output / f"{name}.traj")
-    write_dataset(relaxation_dataset(result, attrs), output / f"{name}.nc")
-    with atomic_output(output / f"{name}-relaxed.extxyz") as tmp:
-        write(tmp, result.atoms, format="extxyz")
-    state = "converged" if result.converged else "NOT converged"
-    print(f"{name}: E = {result.energies[-1]:.6f} eV after {result.steps} steps, max force "
-          f"{result.max_forces[-1]:.4f} eV/Å ({state}, {result.seconds:.1f} s)")
-    if not result.converged:
-        print(f"warning: {name} did not reach max force {args.fmax} eV/Å in {args.steps} "
-              f"steps; its last energy is used", file=sys.stderr)
-    return result
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("structure", type=Path, help="ASE-readable file (last frame is used)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    add_calculator_arguments(parser)
+    add_calculator_arguments(parser, DEFAULT_MODEL)
     return parser.parse_args(argv)
 
 
@@ -162,17 +48,6 @@ def run(args: argparse.Namespace) -> None:
     calculator = make_calculator(args)
     relax_and_write(atoms, calculator, args, args.output, "relax",
                     {**calculator_attrs(args), "structure": str(args.structure)})
-
-
-def run_command(run, parse_args, argv: list[str] | None) -> int:
-    """Parse, run, and turn an MLHError into one `error:` line and exit code 1."""
-    args = parse_args(argv)
-    try:
-        run(args)
-    except MLHError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,6 @@ $analyze hole "$out/predicted/wse2_small-0000.nc" "$out/records/wse2_small-0000.
   -o "$out/analysis/holes.nc" --kpts 6x6x1 --charge 0.05
 $analyze compare "$out/predicted" "$out/records" -o "$out/analysis/compare.nc" --kpts 3x3x1 \
   --plot "$out/analysis/compare.png"
-# The doping study: 25 Nb-doped WSe2 sheets (240-3,000 atoms) -> hole concentrations ->
+# The quick doping study: 9 Nb-doped WSe2 sheets (240-3,000 atoms) -> hole concentrations ->
 # Bayesian linear model (example_output/doping/summary.txt).
 bash examples/doping_study.sh "$out/doping"

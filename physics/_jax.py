@@ -9,7 +9,7 @@ import numpy as np
 
 from mlh.errors import MLHError
 
-__all__ = ["register_pytree", "require_x64", "within_skin"]
+__all__ = ["register_pytree", "require_x64", "within_skin", "SkinnedTopology"]
 
 
 def register_pytree(cls, meta: tuple[str, ...] = ()):
@@ -31,3 +31,20 @@ def within_skin(positions, reference, skin: float) -> bool:
     topology built at `reference` with that skin is still exact."""
     shift = np.linalg.norm(np.asarray(positions) - np.asarray(reference), axis=1)
     return bool(shift.max(initial=0.0) <= 0.5 * skin)
+
+
+class SkinnedTopology:
+    """Methods shared by the topologies of the differentiable routes (Hamiltonian, overlap,
+    repulsion): built at reference `positions` (n_atoms, 3) Å with an extra reach `skin` Å,
+    exact while no atom moved more than skin / 2."""
+
+    positions: np.ndarray
+    skin: float
+
+    @property
+    def n_atoms(self) -> int:
+        return self.positions.shape[0]
+
+    def within_skin(self, positions: np.ndarray) -> bool:
+        """True while every atom is within skin / 2 of its reference position (Å)."""
+        return within_skin(positions, self.positions, self.skin)

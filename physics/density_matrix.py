@@ -1,7 +1,8 @@
-"""Density matrices from (H, S): occupations, rho, the energy-weighted W and Mulliken charges.
+"""Density matrices from (H, S): occupations, rho and the energy-weighted W (Mulliken
+charges from them: physics.mulliken).
 
 Units: energies and widths in eV, k-points in reduced (fractional) coordinates, S and
-density matrices dimensionless (electrons). Conventions follow mlh.record:
+density matrices dimensionless (electrons). Conventions follow mlh.record.hamiltonian:
 H(k) = sum_R exp(+2 pi i k.R) H(R), and for each k-point and spin channel s
 
     H(k) c_n = eps_n S(k) c_n,              c_n^H S(k) c_n = 1,
@@ -25,7 +26,6 @@ Mermin free energy of the electrons: A = E_band + (-T S) with T S = width * S an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,16 +33,19 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from mlh.errors import MLHError
-from mlh.record import HamiltonianRecord, block_coo
+from mlh.gpaw.record_settings import DEFAULT_WIDTH, record_smearing_width
+from mlh.record.hamiltonian import HamiltonianRecord, block_coo
+from mlh.record.kpoints import kpoints_and_weights
 from physics.occupations import (
-    fermi_dirac, find_fermi_level, normalised_kpoint_weights, record_electron_count,
+    fermi_dirac,
+    find_fermi_level,
+    record_electron_count,
 )
 
 __all__ = [
     "DensityMatrices", "density_matrices", "density_matrices_for_record", "generalized_eigh",
-    "mulliken_populations", "mulliken_charges", "orbital_atoms", "density_matrix_blocks",
-    "kspace_blocks", "record_smearing_width", "HERMITIAN_TOLERANCE", "OCCUPATION_CUTOFF",
-    "DEFAULT_WIDTH",
+    "orbital_atoms", "density_matrix_blocks", "kspace_blocks", "as_matrix_stack",
+    "HERMITIAN_TOLERANCE", "OCCUPATION_CUTOFF",
 ]
 
 HERMITIAN_TOLERANCE = 1e-8
@@ -50,9 +53,6 @@ HERMITIAN_TOLERANCE = 1e-8
 
 OCCUPATION_CUTOFF = 1e-15
 """States with f below this are left out of rho and W (their sum is < N * 1e-15 electrons)."""
-
-DEFAULT_WIDTH = 0.01
-"""Fermi-Dirac width (eV) when neither the caller nor the record says otherwise (GPAW data)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +110,7 @@ class DensityMatrices:
 
     def electron_count(self, S_kMM: np.ndarray) -> float:
         """sum_s,k w_k Re Tr[rho_s(k) S(k)] (electrons); S_kMM: (n_k, N, N) or (N, N)."""
-        S_kMM = _as_stack(S_kMM, 3, "S")
+        S_kMM = as_matrix_stack(S_kMM, 3, "S")
         return float(sum(
             self.kpoint_weights[k] * np.vdot(S_kMM[k].conj().T, self.rho[s, k]).real
             for s in range(self.n_spins) for k in range(self.n_kpoints)
@@ -122,7 +122,7 @@ class DensityMatrices:
         H_skMM: (n_spins, n_k, N, N), or with fewer leading axes; an H with one spin
         channel is used for every channel of rho.
         """
-        H_skMM = _as_stack(H_skMM, 4, "H")
+        H_skMM = as_matrix_stack(H_skMM, 4, "H")
         return float(sum(
             self.kpoint_weights[k] * np.vdot(H_skMM[min(s, len(H_skMM) - 1), k].conj().T,
                                              self.rho[s, k]).real
@@ -180,7 +180,7 @@ def _size_and_asymmetry(A: np.ndarray, rows_per_block: int = 512) -> tuple[float
     return scale, asymmetry
 
 
-def _as_stack(A, ndim: int, name: str) -> np.ndarray:
+def as_matrix_stack(A, ndim: int, name: str) -> np.ndarray:
     """A dense array with leading axes added up to `ndim` axes (sparse matrices densified)."""
     if sp.issparse(A):
         A = A.toarray()
@@ -190,19 +190,6 @@ def _as_stack(A, ndim: int, name: str) -> np.ndarray:
     if A.ndim < 2 or A.ndim > ndim or A.shape[-1] != A.shape[-2]:
         raise MLHError(f"{name} must be square matrices with at most {ndim} axes, got {A.shape}")
     return A.reshape((1,) * (ndim - A.ndim) + A.shape)
-
-
-def _kpoints_and_weights(
-    kpoints: np.ndarray | None, kpoint_weights: np.ndarray | None, n_k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    if kpoints is None:
-        kpoints = np.zeros((n_k, 3)) if n_k == 1 else None
-        if kpoints is None:
-            raise MLHError(f"{n_k} k-point matrices given without their k-points")
-    kpoints = np.asarray(kpoints, dtype=float).reshape(-1, 3) if np.size(kpoints) else np.zeros((0, 3))
-    if len(kpoints) != n_k:
-        raise MLHError(f"{len(kpoints)} k-points for {n_k} k-point matrices")
-    return kpoints, normalised_kpoint_weights(kpoints, kpoint_weights)
 
 
 def _entropy_term(f: np.ndarray) -> np.ndarray:
@@ -245,14 +232,14 @@ def density_matrices(
         MLHError: NaN/non-Hermitian H or S, S not positive definite, inconsistent shapes
             or k-points, a non-positive width, or an electron count the basis cannot hold.
     """
-    H_skMM = _as_stack(H_skMM, 4, "H")
-    S_kMM = _as_stack(S_kMM, 3, "S")
+    H_skMM = as_matrix_stack(H_skMM, 4, "H")
+    S_kMM = as_matrix_stack(S_kMM, 3, "S")
     n_spins, n_k, N = H_skMM.shape[0], H_skMM.shape[1], H_skMM.shape[-1]
     if n_spins not in (1, 2):
         raise MLHError(f"H has {n_spins} spin channels; 1 or 2 are supported")
     if S_kMM.shape != (n_k, N, N):
         raise MLHError(f"S has shape {S_kMM.shape}, expected {(n_k, N, N)} to match H")
-    kpoints, weights = _kpoints_and_weights(kpoints, kpoint_weights, n_k)
+    kpoints, weights = kpoints_and_weights(kpoints, kpoint_weights, n_k)
     if not (np.isfinite(width) and width > 0):
         raise MLHError(f"the Fermi-Dirac width must be positive, got {width} eV")
     if not np.isfinite(n_electrons) or not np.isfinite(charge):
@@ -297,18 +284,6 @@ def density_matrices(
 
 
 # ------------------------------------------------------------------ records
-def record_smearing_width(record: HamiltonianRecord) -> float:
-    """The Fermi-Dirac width (eV) in the record's provenance ("fermi-dirac 0.01 eV"), else 0.01."""
-    text = str(record.provenance.get("smearing", "")).split()
-    if len(text) == 3 and text[0] == "fermi-dirac" and text[2] == "eV":
-        try:
-            width = float(text[1])
-        except ValueError:
-            return DEFAULT_WIDTH
-        return width if width > 0 else DEFAULT_WIDTH
-    return DEFAULT_WIDTH
-
-
 def density_matrices_for_record(
     record: HamiltonianRecord,
     kpoints: np.ndarray | None = None,
@@ -357,51 +332,6 @@ def density_matrices_for_record(
 def orbital_atoms(record: HamiltonianRecord) -> np.ndarray:
     """(N,) the atom of every orbital of the record."""
     return np.repeat(np.arange(record.n_atoms), record.orbital_counts)
-
-
-# ------------------------------------------------------------------ Mulliken analysis
-def mulliken_populations(
-    dm: DensityMatrices, S_kMM: np.ndarray, orbital_atom: Sequence[int] | np.ndarray
-) -> np.ndarray:
-    """(n_spins, n_atoms) gross Mulliken populations (electrons).
-
-    q_s(a) = sum_k w_k sum_{mu in a} Re[rho_s(k) S(k)]_{mu mu}; the sum over atoms and spins
-    is the electron count.
-
-    Args:
-        dm: density matrices.
-        S_kMM: (n_k, N, N) or (N, N) overlaps of the same k-points.
-        orbital_atom: (N,) atom index of each orbital (`orbital_atoms(record)`).
-    """
-    S_kMM = _as_stack(S_kMM, 3, "S")
-    orbital_atom = np.asarray(orbital_atom, dtype=np.int64)
-    if S_kMM.shape != (dm.n_kpoints, dm.n_orbitals, dm.n_orbitals):
-        raise MLHError(f"S has shape {S_kMM.shape}; the density matrices need "
-                       f"{(dm.n_kpoints, dm.n_orbitals, dm.n_orbitals)}")
-    if orbital_atom.shape != (dm.n_orbitals,) or orbital_atom.min(initial=0) < 0:
-        raise MLHError(f"orbital_atom must give a non-negative atom for each of the "
-                       f"{dm.n_orbitals} orbitals, got shape {orbital_atom.shape}")
-    n_atoms = int(orbital_atom.max()) + 1 if orbital_atom.size else 0
-    out = np.zeros((dm.n_spins, n_atoms))
-    for s in range(dm.n_spins):
-        for k in range(dm.n_kpoints):
-            diagonal = np.einsum("mn,nm->m", dm.rho[s, k], S_kMM[k]).real
-            out[s] += dm.kpoint_weights[k] * np.bincount(orbital_atom, diagonal, n_atoms)
-    return out
-
-
-def mulliken_charges(
-    dm: DensityMatrices,
-    S_kMM: np.ndarray,
-    orbital_atom: Sequence[int] | np.ndarray,
-    valence_charges: Sequence[float] | np.ndarray,
-) -> np.ndarray:
-    """(n_atoms,) Mulliken charges Z_a - sum_s q_s(a) (e); Z_a valence charges of the atoms."""
-    populations = mulliken_populations(dm, S_kMM, orbital_atom).sum(axis=0)
-    valence = np.asarray(valence_charges, dtype=float)
-    if valence.shape != populations.shape:
-        raise MLHError(f"{valence.shape} valence charges for {populations.shape[0]} atoms")
-    return valence - populations
 
 
 # ------------------------------------------------------------------ real-space blocks

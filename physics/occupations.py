@@ -12,8 +12,7 @@ from scipy.special import expit
 
 from mlh.errors import MLHError
 
-__all__ = ["fermi_dirac", "electron_count", "find_fermi_level", "record_electron_count",
-           "normalised_kpoint_weights"]
+__all__ = ["fermi_dirac", "electron_count", "find_fermi_level", "record_electron_count"]
 
 COUNT_TOLERANCE = 1e-9
 """Electrons: a count this close to the target is exact (also the flat-gap criterion)."""
@@ -26,24 +25,6 @@ def record_electron_count(record, n_electrons: float | None = None) -> float:
     if n_electrons is None:
         raise MLHError("the record has no electron count (labels.n_electrons): pass n_electrons")
     return float(n_electrons)
-
-
-def normalised_kpoint_weights(kpoints: np.ndarray, kpoint_weights) -> np.ndarray:
-    """(n_k,) k-point weights summing to 1 (equal when None); MLHError for bad ones.
-
-    Args:
-        kpoints: (n_k, 3) reduced k-points (checked to be finite).
-        kpoint_weights: (n_k,) non-negative weights with a positive sum, or None.
-    """
-    n_k = len(kpoints)
-    weights = np.ones(n_k) if kpoint_weights is None else np.asarray(kpoint_weights, dtype=float)
-    if weights.shape != (n_k,):
-        raise MLHError(f"{weights.shape} k-point weights for {n_k} k-points")
-    if not (np.isfinite(kpoints).all() and np.isfinite(weights).all()):
-        raise MLHError("k-points or k-point weights are not finite")
-    if weights.min() < 0 or weights.sum() <= 0:
-        raise MLHError("k-point weights must be non-negative with a positive sum")
-    return weights / weights.sum()
 
 
 def fermi_dirac(energies: np.ndarray, fermi_level: float, width: float) -> np.ndarray:

@@ -41,14 +41,14 @@ from ase import Atoms
 from ase.units import Bohr
 
 from mlh import __version__ as mlh_version
-from mlh.atomic import atomic_output
 from mlh.errors import MLHError
-from mlh.gpaw_settings import GPAWSettings
-from mlh.overlap import gpaw_setups, wrapped_positions
-from mlh.record import HamiltonianRecord
-from mlh.record_io import write_dataset
+from mlh.file_output import atomic_output
+from mlh.gpaw.overlap import gpaw_setups, wrapped_positions
+from mlh.gpaw.record_settings import record_atoms, settings_from_record
+from mlh.gpaw.settings import GPAWSettings
+from mlh.record.hamiltonian import HamiltonianRecord
+from mlh.record.io import write_dataset
 from physics.density_matrix import DensityMatrices, density_matrices_for_record
-from physics.dft_functional import record_atoms, settings_from_record
 
 __all__ = [
     "PseudoDensity", "pseudo_density", "pseudo_density_for_record", "grid_size",

@@ -2,5 +2,6 @@
 
 Modules: `relax.calculator` (the ASE calculator MLHCalculator), `relax.optimize`
 (fixed-cell BFGS/FIRE relaxation and its Dataset), `relax.formation` (formation energies,
-seed 003 eq. 1). Nothing is imported here, so `import relax` stays cheap.
+seed 003 eq. 1), `relax.drivers` (resumable relax-and-write and the options of the example
+drivers). Nothing is imported here, so `import relax` stays cheap.
 """

@@ -5,19 +5,20 @@ Two routes (docs/physics.md has the measured accuracy of both):
 - "dft" (default): the model's H fixes the occupied states and GPAW evaluates its
   Kohn-Sham (or Harris-Foulkes) functional and LCAO forces at their density, plus the
   response term of a non-self-consistent density, so the forces are exactly -dA_KS/dR
-  (physics.dft_forces). Energy errors second order in the error of H, but a GPAW setup per
-  call (seconds to a minute for tens of atoms on 2 cores).
-- "jax": E = A_band[H_model, S] + E_rep, forces exactly -dE/dR by one gradient through
-  the model and S (physics.jax_energy); ~0.1-1 s per call after compilation. Needs a
-  repulsion (physics.repulsion), by default `repulsion.json` in the model folder. Its
+  (physics.dft.forces). Energy errors second order in the error of H, but a GPAW setup per
+  call (timings in docs/physics.md).
+- "band" (the band-energy route): E = A_band[H_model, S] + E_rep, forces exactly -dE/dR by
+  one gradient through the model and S (physics.band.route), much cheaper per call after
+  compilation. Needs a
+  repulsion (physics.band.repulsion), by default `repulsion.json` in the model folder. Its
   accuracy is that of the model's band energy plus a pair potential: poor for the
   bundled model (see docs/physics.md).
 
 Properties: "energy" (extrapolated to zero width), "free_energy" (Mermin free energy, the
-one the jax route's forces belong to) and "forces". Units: eV, Å. Works for periodic
+one the band route's forces belong to) and "forces". Units: eV, Å. Works for periodic
 cells and for molecules in a box (a cell is required, as for GPAW; k-points only along
 periodic directions). Results are cached by ASE's Calculator (no recomputation for
-unchanged atoms); the jax route also reuses its neighbour lists while atoms move less than
+unchanged atoms); the band route also reuses its neighbour lists while atoms move less than
 skin / 2. Bad input (species the model lacks, atoms closer than 0.5 Å, a NaN Hamiltonian,
 no cell) raises `CalculatorInputError`, an mlh.errors.MLHError and an ASE InputError.
 """
@@ -34,7 +35,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, InputError, all_changes
 
 from mlh.errors import MLHError
-from mlh.predictor import Predictor
+from mlh.model.predictor import Predictor
 
 __all__ = ["MLHCalculator", "CalculatorInputError", "REPULSION_FILE"]
 
@@ -51,9 +52,9 @@ class MLHCalculator(Calculator):
 
     Args:
         model: a Predictor or its folder.
-        route: "dft" (GPAW's functional at the model's density) or "jax" (band energy +
+        route: "dft" (GPAW's functional at the model's density) or "band" (band energy +
             repulsion).
-        repulsion: jax route: a Repulsion or a JSON file; default MODEL/repulsion.json.
+        repulsion: band route: a Repulsion or a JSON file; default MODEL/repulsion.json.
         kpts: Monkhorst-Pack grid; default from `kpoint_density` (1 along non-periodic
             directions, Γ for molecules).
         kpoint_density: k-points per reciprocal Å when kpts is not given.
@@ -69,7 +70,7 @@ class MLHCalculator(Calculator):
 
     Attributes:
         last_result: the route's full result of the last calculation
-            (physics.jax_energy.EnergyResult or physics.dft_functional.DFTFunctionalResult).
+            (physics.band.route.EnergyResult or physics.dft.functional.DFTFunctionalResult).
         seconds: wall time of the last calculation (s).
         n_calculations: calculations done (cache hits excluded).
     """
@@ -79,7 +80,7 @@ class MLHCalculator(Calculator):
     def __init__(
         self,
         model: Predictor | str | os.PathLike,
-        route: Literal["dft", "jax"] = "dft",
+        route: Literal["dft", "band"] = "dft",
         repulsion=None,
         kpts: tuple[int, int, int] | None = None,
         kpoint_density: float = 2.0,
@@ -92,8 +93,8 @@ class MLHCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if route not in ("jax", "dft"):
-            raise CalculatorInputError(f"unknown route {route!r}; choose 'dft' or 'jax'")
+        if route not in ("band", "dft"):
+            raise CalculatorInputError(f"unknown route {route!r}; choose 'dft' or 'band'")
         if functional not in ("kohn-sham", "harris"):
             raise CalculatorInputError(f"unknown functional {functional!r}; choose "
                                        f"'kohn-sham' or 'harris'")
@@ -111,7 +112,7 @@ class MLHCalculator(Calculator):
             self.functional = functional
             self.response = bool(response)
             self._band_route = (self._make_band_route(model, repulsion, skin)
-                                if route == "jax" else None)
+                                if route == "band" else None)
             self._dft_route = self._make_dft_route(skin) if route == "dft" else None
         except MLHError as error:
             raise CalculatorInputError(str(error)) from None
@@ -120,18 +121,18 @@ class MLHCalculator(Calculator):
         self.n_calculations = 0
 
     def _make_band_route(self, model, repulsion, skin: float):
-        from physics.jax_energy import BandEnergyRoute
-        from physics.repulsion import Repulsion, read_repulsion
+        from physics.band.repulsion import Repulsion, read_repulsion
+        from physics.band.route import BandEnergyRoute
 
         if repulsion is None:
             if isinstance(model, Predictor):
-                raise MLHError("route 'jax' needs a repulsion: pass repulsion= (a Repulsion "
+                raise MLHError("route 'band' needs a repulsion: pass repulsion= (a Repulsion "
                                "or a JSON file) when the model is given as a Predictor")
             repulsion = Path(model) / REPULSION_FILE
         if not isinstance(repulsion, Repulsion):
             if not Path(repulsion).is_file():
                 raise MLHError(f"{repulsion}: no repulsion file; fit one with "
-                               f"physics.jax_energy.fit_repulsion_to_records")
+                               f"physics.band.repulsion_fit.fit_repulsion_to_records")
             repulsion = read_repulsion(repulsion)
         return BandEnergyRoute(self.predictor, repulsion=repulsion, width=self.width,
                                kpts=self.kpts, kpoint_density=self.kpoint_density, skin=skin,
@@ -141,9 +142,8 @@ class MLHCalculator(Calculator):
         """The dft route: the model's xc, basis and setups, our h, width and k grid."""
         from pydantic import ValidationError
 
-        from mlh.gpaw_settings import GPAWSettings
-        from mlh.infer import gpaw_settings_of
-        from physics.dft_forces import ModelDFTRoute
+        from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
+        from physics.dft.forces import ModelDFTRoute
 
         core = gpaw_settings_of(self.predictor)
         try:
@@ -157,13 +157,13 @@ class MLHCalculator(Calculator):
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",),
                   system_changes=all_changes) -> None:
-        """Compute energy, free energy and forces (the jax route always computes forces, the
+        """Compute energy, free energy and forces (the band route always computes forces, the
         dft route only when asked: ask for forces first to avoid a second GPAW run)."""
         super().calculate(atoms, properties, system_changes)
         start = time.perf_counter()
         try:
-            if self.route == "jax":
-                self._calculate_jax()
+            if self.route == "band":
+                self._calculate_band()
             else:
                 self._calculate_dft("forces" in properties)
         except MLHError as error:
@@ -171,7 +171,7 @@ class MLHCalculator(Calculator):
         self.seconds = time.perf_counter() - start
         self.n_calculations += 1
 
-    def _calculate_jax(self) -> None:
+    def _calculate_band(self) -> None:
         result = self._band_route.evaluate(self.atoms)
         self.last_result = result
         self.results = {"energy": result.energy, "free_energy": result.free_energy,

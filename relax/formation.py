@@ -10,7 +10,7 @@ atom of element i in its reference phase (elemental solid or molecule; from refe
 calculations or given) and mu_i the chemical potential relative to it (mu_i = 0: i-rich
 conditions). Energies in eV. The Dataset has one entry per defect (dimension `defect`)
 and per exchanged element (dimension `element`), `units` and `long_name` on every
-variable and provenance attributes (write it atomically with mlh.record_io.write_dataset).
+variable and provenance attributes (write it atomically with mlh.record.io.write_dataset).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ase import Atoms
 
 from mlh import __version__ as mlh_version
 from mlh.errors import MLHError
-from mlh.record_io import labelled_variable as _variable
+from mlh.record.io import labelled_variable as _variable
 
 __all__ = [
     "FORMULA", "DefectEnergy", "exchanged_atoms", "reference_energy_per_atom",

@@ -23,9 +23,9 @@ import xarray as xr
 from ase import Atoms
 
 from mlh import __version__ as mlh_version
-from mlh.atomic import atomic_output
 from mlh.errors import MLHError
-from mlh.record_io import labelled_variable as _variable
+from mlh.file_output import atomic_output
+from mlh.record.io import labelled_variable as _variable
 
 __all__ = ["RelaxationResult", "relax", "relaxation_dataset", "relaxation_from_dataset",
            "same_structure", "DEFAULT_FMAX"]

@@ -5,58 +5,40 @@ Each fixture runs GPAW LCAO (PBE, szp(dzp), h = 0.2 Å) through mlh's own genera
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
-from ase import Atoms
-from ase.build import bulk, molecule, mx2
-from ase.spacegroup import crystal
 
-from mlh.gpaw_settings import GPAWSettings
-
-
-def water() -> Atoms:
-    atoms = molecule("H2O", vacuum=3.5)
-    atoms.rattle(0.02, seed=3)
-    return atoms
-
-
-def wse2_primitive(rattle: float = 0.02, seed: int = 4) -> Atoms:
-    """WSe2 primitive cell (a = 3.32 Å, 4 Å vacuum, z non-periodic), rattled (Å)."""
-    atoms = mx2("WSe2", a=3.32, thickness=3.2, vacuum=4.0)
-    atoms.pbc = (True, True, False)
-    atoms.rattle(rattle, seed=seed)
-    return atoms
-
-
-def quartz() -> Atoms:
-    """alpha-quartz (P3_1 21), 9 atoms, Si-O 1.60-1.61 Å, slightly rattled."""
-    atoms = crystal(["Si", "O"], basis=[(0.4697, 0, 1 / 3), (0.4135, 0.2669, 0.2142)],
-                    spacegroup=152, cellpar=[4.916, 4.916, 5.405, 90, 90, 120])
-    atoms.rattle(0.02, seed=5)
-    return atoms
-
-
-def silicon() -> Atoms:
-    atoms = bulk("Si", "diamond", a=5.43)
-    atoms.rattle(0.05, seed=6)
-    return atoms
-
-
-STRUCTURES = {
-    "water": (water, GPAWSettings()),
-    "wse2": (wse2_primitive, GPAWSettings(setups={"W": "6"}, kpts=(3, 3, 1))),
-    "quartz": (quartz, GPAWSettings(kpts=(1, 1, 1), forces=False)),
-    "silicon": (silicon, GPAWSettings(kpts=(3, 3, 3), forces=False)),
-}
+from tests.structures import STRUCTURES, rotate_structure
 
 
 @pytest.fixture(scope="session")
-def gpaw_records(tmp_path_factory):
-    """Lazily computed {name: (atoms, record)} of real GPAW runs."""
-    from mlh.gpaw_reference import reference_record
+def gpaw_records(tmp_path_factory, worker_id):
+    """Lazily computed {name: (atoms, record)} of real GPAW runs.
+
+    Under pytest-xdist the workers share one computation per record: the first computes
+    and writes it (under a file lock) to the session's common temporary folder, the others
+    read it back (records round-trip exactly).
+    """
+    from filelock import FileLock
+
+    from mlh.gpaw.reference import reference_record
+    from mlh.record.io import read_record, write_record
 
     cache: dict[str, tuple] = {}
     log_dir = tmp_path_factory.mktemp("gpaw_logs")
+    shared = None if worker_id == "master" else tmp_path_factory.getbasetemp().parent / "gpaw_records"
+
+    def compute(atoms, settings, tag: str):
+        if shared is None:
+            return reference_record(atoms, settings, log=str(log_dir / f"{tag}.txt"))
+        shared.mkdir(exist_ok=True)
+        path = shared / f"{tag}.nc"
+        with FileLock(str(path) + ".lock"):
+            if not path.exists():
+                write_record(reference_record(atoms, settings, log=str(log_dir / f"{tag}.txt")), path)
+        return read_record(path)
 
     def get(name: str, rotation: np.ndarray | None = None):
         key = (name, None if rotation is None else rotation.tobytes())
@@ -65,20 +47,11 @@ def gpaw_records(tmp_path_factory):
             atoms = build()
             if rotation is not None:
                 atoms = rotate_structure(atoms, rotation)
-            cache[key] = (atoms, reference_record(atoms, settings, log=str(log_dir / f"{name}.txt")))
+            tag = name if rotation is None else f"{name}-{hashlib.sha256(rotation.tobytes()).hexdigest()[:12]}"
+            cache[key] = (atoms, compute(atoms, settings, tag))
         return cache[key]
 
     return get
-
-
-def rotate_structure(atoms: Atoms, rotation: np.ndarray) -> Atoms:
-    """Rotate positions and cell (r -> rotation @ r) about the cell centre."""
-    rotated = atoms.copy()
-    centre = atoms.cell.sum(axis=0) / 2 if not atoms.pbc.any() else np.zeros(3)
-    rotated.positions = (atoms.positions - centre) @ rotation.T + centre
-    if atoms.pbc.any():
-        rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
-    return rotated
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlh.basis import Basis, SpeciesBasis
-from mlh.realspace import image_pairs
-from mlh.record import HamiltonianRecord, Labels
+from mlh.record.basis import Basis, SpeciesBasis
+from mlh.record.hamiltonian import HamiltonianRecord, Labels
+from mlh.record.realspace import image_pairs
 
 SPECIES = {
     1: SpeciesBasis(1, (0, 1), (3.0, 3.0), ("1s", "p pol")),

@@ -29,8 +29,8 @@ def generate(
 
     Finished records in OUTPUT are skipped, so a killed run resumes where it stopped.
     """
-    from mlh.generate import generate as run_generate
-    from mlh.gpaw_settings import load_settings
+    from mlh.gpaw.generate import generate as run_generate
+    from mlh.gpaw.settings import load_settings
 
     settings = load_settings(config, task="overlap" if overlap_only else None)
     results = run_generate(structures, output, settings, jobs=jobs, progress=progress)
@@ -66,11 +66,11 @@ def recipe(
         min=0.0, help="sio2 only: the O vacancy's two Si neighbours move towards each other "
                       "by up to this many Å each (relaxation-like geometries).")] = 0.0,
 ) -> None:
-    """Write COUNT random training structures of a recipe (see mlh.structures)."""
+    """Write COUNT random training structures of a recipe (see mlh.gpaw.structures)."""
     import numpy as np
     from ase.io import write
 
-    from mlh.structures import quartz_with_vacancy, wse2_with_vacancies
+    from mlh.gpaw.structures import quartz_with_vacancy, wse2_with_vacancies
 
     builders = {"wse2": wse2_with_vacancies, "sio2": quartz_with_vacancy}
     if name not in builders:
@@ -97,7 +97,7 @@ def recipe(
     rng = np.random.default_rng(seed)
     images = [builders[name](rng, **kwargs, **{k: rng.uniform(*r) for k, r in rates.items()})
               for _ in range(count)]
-    from mlh.atomic import atomic_output
+    from mlh.file_output import atomic_output
 
     with atomic_output(output) as tmp:
         write(tmp, images, format="extxyz")
@@ -123,8 +123,8 @@ def import_gears_h(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the records.")],
 ) -> None:
     """Convert GEARS H training snapshots into mlh records (OUTPUT/<folder name>.nc)."""
-    from mlh.gears_h_import import read_gears_h_snapshot
-    from mlh.record_io import write_record
+    from mlh.io.gears_h import read_gears_h_snapshot
+    from mlh.record.io import write_record
 
     records = [(path, read_gears_h_snapshot(path)) for path in snapshots]  # all read first
     for path, record in records:
@@ -140,9 +140,10 @@ def summarize(
     table: Annotated[Optional[Path], typer.Option(help="Write the table here (NetCDF).")] = None,
 ) -> None:
     """Print a table of the records in DIRECTORY (energies in eV, times in s)."""
-    from mlh.summary import plot_decay, record_paths, summarize_records
+    from mlh.io.summary import plot_decay, summarize_records
+    from mlh.record.io import record_files
 
-    paths = record_paths(directory)
+    paths = record_files([directory])
     summary = summarize_records(paths)
     typer.echo(summary.to_dataframe().to_string(float_format=lambda x: f"{x:.4g}"))
     typer.echo(
@@ -151,7 +152,7 @@ def summarize(
         f"mean GPAW time {float(summary.wall_time.mean()):.1f} s per structure"
     )
     if table is not None:
-        from mlh.record_io import write_dataset
+        from mlh.record.io import write_dataset
 
         write_dataset(summary, table)
     if plot is not None:

@@ -23,7 +23,7 @@ def template(
     output: Annotated[Path, typer.Option("-o", "--output", help="YAML file to write.")] = Path("train.yaml"),
 ) -> None:
     """Write a commented configuration template (defaults: GEARS H listings S3.1-S3.6)."""
-    from mlh.config import write_template
+    from mlh.model.config import write_template
 
     if kind != "train":
         raise MLHError(f"unknown template {kind!r}; choose from ['train']")
@@ -41,10 +41,10 @@ def analyze(
     ] = None,
 ) -> None:
     """Fit the scale-shift statistics of a dataset and store them with the data."""
-    from mlh.analyze import SCALE_SHIFT_FILE, analyze_files
-    from mlh.config import TrainConfig, load_config
-    from mlh.data import record_files
-    from mlh.scale_shift import write_scale_shift
+    from mlh.model.config import TrainConfig, load_config
+    from mlh.model.scale_shift import write_scale_shift
+    from mlh.record.io import record_files
+    from mlh.train.statistics import SCALE_SHIFT_FILE, analyze_files
 
     model = (load_config(config) if config else TrainConfig()).model
     files = record_files(dataset)
@@ -79,9 +79,9 @@ def partition(
 
     `mlh train` reuses the slices when its data.partition has the same settings and folder.
     """
-    from mlh.config import TrainConfig, load_config, partition_config
-    from mlh.data import record_files
-    from mlh.partition_io import partition_files
+    from mlh.model.config import TrainConfig, load_config, partition_config
+    from mlh.record.io import record_files
+    from mlh.train.partition_io import partition_files
 
     model = (load_config(config) if config else TrainConfig()).model
     settings = partition_config(axis=axis, thickness=thickness, count=count)
@@ -98,8 +98,8 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a model; re-running resumes from the last checkpoint in the run folder."""
-    from mlh.config import load_config
-    from mlh.train import train
+    from mlh.model.config import load_config
+    from mlh.train.loop import train
 
     settings = load_config(config)
     predictor = train(settings, progress=progress, log=typer.echo)
@@ -122,8 +122,8 @@ def infer(
     Existing outputs are skipped, so a killed batch resumes; failures are listed and
     give exit code 1 after the other structures are done.
     """
-    from mlh.infer import InferenceOptions, infer_files
-    from mlh.predictor import Predictor
+    from mlh.inference.prediction import InferenceOptions, infer_files
+    from mlh.model.predictor import Predictor
 
     predictor = Predictor.load(model)
     options = InferenceOptions(atom_chunk=atom_chunk, bond_chunk=bond_chunk, device=device)
@@ -148,11 +148,10 @@ def evaluate(
 ) -> None:
     """H MAE (all / on-site / off-site / species pair), eigenvalue MAE within E_F +- window,
     and the eigenvalue-spectrum relative L1 error of a model on reference records."""
-    from mlh.data import record_files
-    from mlh.infer import InferenceOptions, predict_record
-    from mlh.metrics import evaluate_pairs, plot_evaluation
-    from mlh.predictor import Predictor
-    from mlh.record_io import read_record, write_dataset
+    from mlh.inference.evaluation import evaluate_pairs, write_evaluation
+    from mlh.inference.prediction import InferenceOptions, predict_record
+    from mlh.model.predictor import Predictor
+    from mlh.record.io import read_record, record_files
 
     predictor = Predictor.load(model)
     options = InferenceOptions(device=device)
@@ -164,14 +163,5 @@ def evaluate(
 
     result = evaluate_pairs(pairs(), window=window)
     result.attrs["model"] = str(model)
-    write_dataset(result, output)
-    if plot is not None:
-        plot_evaluation(result, plot)
-    summary = {
-        "H MAE (meV)": 1000 * float(result["mae_all"]),
-        "on-site MAE (meV)": 1000 * float(result["mae_onsite"]),
-        "off-site MAE (meV)": 1000 * float(result["mae_offsite"]),
-        f"eigenvalue MAE within E_F +- {window} eV (meV)": 1000 * float(result["eigenvalue_mae_window"]),
-    }
-    typer.echo(json.dumps(summary, indent=1))
+    typer.echo(json.dumps(write_evaluation(result, window, output, plot), indent=1))
     typer.echo(f"metrics written to {output}")

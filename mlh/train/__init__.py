@@ -1,5 +1,2 @@
-"""Training of the GEARS H predictor: loss, optimizer, checkpoints and the epoch loop."""
-
-from mlh.train.loop import train
-
-__all__ = ["train"]
+"""Training of the GEARS H predictor: samples and batches, augmented partitioning, dataset
+statistics, loss, optimizer, checkpoints and the epoch loop (`mlh.train.loop.train`)."""

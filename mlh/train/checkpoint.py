@@ -15,8 +15,8 @@ from typing import Any
 
 from flax import serialization
 
-from mlh.atomic import atomic_output
 from mlh.errors import MLHError
+from mlh.file_output import atomic_output
 
 __all__ = ["TrainState", "save_checkpoint", "load_checkpoint"]
 

@@ -4,12 +4,12 @@ Run folder (`config.output`):
 - `checkpoint.msgpack`: state after the last finished epoch; a re-run resumes from it;
 - `metrics.csv`: one row per epoch (losses, matrix-element MAE in meV on-site / off-site /
   per species pair on the validation set, learning-rate scale, time, compilations);
-- `model/`: the predictor with the lowest validation loss so far (`mlh.predictor`);
+- `model/`: the predictor with the lowest validation loss so far (`mlh.model.predictor`);
 - `config.yaml`: the configuration used;
 - `partitions/`: the slices of the records when `data.partition` is set (unless its
   `folder` says otherwise).
 Training runs in float32 on JAX's default device. With `data.partition`, the records are
-cut into augmented slices (`mlh.partition`) that are streamed from disk, and each step
+cut into augmented slices (`mlh.train.partition`) that are streamed from disk, and each step
 takes `batch_size` slices per local device, data-parallel over the devices.
 """
 
@@ -22,18 +22,18 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mlh.analyze import SCALE_SHIFT_FILE, dataset_layouts, fit_from_samples
-from mlh.atomic import atomic_output
-from mlh.config import DataConfig, TrainConfig
-from mlh.data import Sample, collate, load_samples, record_files, stack_batches
 from mlh.errors import MLHError
-from mlh.gpaw_settings import merged_settings
-from mlh.layouts import OutputLayouts
-from mlh.predictor import Predictor
-from mlh.record_io import record_provenance
-from mlh.scale_shift import read_scale_shift
-from mlh.targets import onsite_blocks, pair_blocks
+from mlh.file_output import atomic_output
+from mlh.gpaw.settings import merged_settings
+from mlh.model.config import DataConfig, TrainConfig
+from mlh.model.layouts import OutputLayouts
+from mlh.model.predictor import Predictor
+from mlh.model.scale_shift import read_scale_shift
+from mlh.model.targets import onsite_blocks, pair_blocks
+from mlh.record.io import record_files, record_provenance
 from mlh.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from mlh.train.data import Sample, collate, load_samples, stack_batches
+from mlh.train.statistics import SCALE_SHIFT_FILE, dataset_layouts, fit_from_samples
 
 __all__ = ["split_files", "block_errors", "train"]
 
@@ -260,7 +260,7 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
         train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff)
         valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff)
     else:
-        from mlh.partition_io import partitioned_samples
+        from mlh.train.partition_io import partitioned_samples
 
         train_samples = partitioned_samples(train_files, layouts, config, log)
         valid_samples = partitioned_samples(valid_files, layouts, config, log)

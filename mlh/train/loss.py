@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from mlh.config import LossConfig
-from mlh.data import Batch
-from mlh.nn.model import OutputTables
+from mlh.model.config import LossConfig
+from mlh.model.nn.model import OutputTables
+from mlh.train.data import Batch
 
 __all__ = ["masked_mse", "irreps_loss"]
 

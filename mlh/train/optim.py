@@ -5,7 +5,7 @@ from __future__ import annotations
 import optax
 import optax.contrib
 
-from mlh.config import OptimizerConfig
+from mlh.model.config import OptimizerConfig
 
 __all__ = ["make_optimizer", "learning_rate_scale"]
 

@@ -1,0 +1,2 @@
+"""The device-scale doping study: design variables, resumable Dask batches, predicted
+Hamiltonians -> hole concentrations, and the Bayesian linear model (PyMC)."""

@@ -1,0 +1,66 @@
+"""What a GPAW-made record says about its calculation: its GPAWSettings, SCF k-point grid,
+Fermi-Dirac width (eV), and its structure as ASE Atoms (Å)."""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from mlh.errors import MLHError
+from mlh.gpaw.settings import GPAWSettings, settings_from_provenance
+from mlh.record.hamiltonian import HamiltonianRecord
+
+__all__ = ["DEFAULT_WIDTH", "record_smearing_width", "settings_from_record", "record_scf_kpts", "record_atoms"]
+
+DEFAULT_WIDTH = 0.01
+"""Fermi-Dirac width (eV) when neither the caller nor the record says otherwise (GPAW data)."""
+
+
+def record_smearing_width(record: HamiltonianRecord) -> float:
+    """The Fermi-Dirac width (eV) in the record's provenance ("fermi-dirac 0.01 eV"), else 0.01."""
+    text = str(record.provenance.get("smearing", "")).split()
+    if len(text) == 3 and text[0] == "fermi-dirac" and text[2] == "eV":
+        try:
+            width = float(text[1])
+        except ValueError:
+            return DEFAULT_WIDTH
+        return width if width > 0 else DEFAULT_WIDTH
+    return DEFAULT_WIDTH
+
+
+def settings_from_record(record: HamiltonianRecord) -> GPAWSettings:
+    """The GPAWSettings a GPAW-made record was computed with (xc, basis, setups, h, width,
+    spin polarisation), read from its provenance.
+
+    Raises:
+        MLHError: provenance without the GPAW settings.
+    """
+    core = settings_from_provenance(record.provenance)
+    provenance = record.provenance
+    try:
+        h = float(provenance.get("grid_spacing_angstrom", GPAWSettings().h))
+        spinpol = bool(int(provenance.get("spinpol", 0)))
+    except (TypeError, ValueError) as err:
+        raise MLHError(f"record provenance has a bad grid spacing or spinpol ({err})") from None
+    return GPAWSettings(**core, h=h, spinpol=spinpol, smearing_width=record_smearing_width(record))
+
+
+def record_scf_kpts(record: HamiltonianRecord) -> tuple[int, int, int]:
+    """The record's SCF Monkhorst-Pack grid (provenance "scf_kpts", e.g. "3x3x1"); Γ if absent."""
+    text = str(record.provenance.get("scf_kpts", "1x1x1"))
+    try:
+        size = tuple(int(n) for n in text.split("x"))
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise MLHError(f"record provenance has a bad scf_kpts {text!r}")
+    return size  # type: ignore[return-value]
+
+
+def record_atoms(record: HamiltonianRecord) -> Atoms:
+    """The record's structure as ASE Atoms (ghost atoms marked in atoms.arrays["ghost"])."""
+    atoms = Atoms(numbers=record.numbers, positions=record.positions, cell=record.cell,
+                  pbc=record.pbc)
+    if np.any(record.ghost):
+        atoms.arrays["ghost"] = np.asarray(record.ghost, bool).copy()
+    return atoms

@@ -1,0 +1,221 @@
+"""A trained (or freshly initialised) model: hyperparameters, layouts, scale-shift and weights.
+
+On disk a predictor is a folder:
+- `model.json`: format version, model hyperparameters, species and their basis, cutoffs;
+- `scale_shift.nc`: the scale-shift tables (`mlh.model.scale_shift`);
+- `params.msgpack`: the flax parameters (float32).
+`save` writes a complete folder under a temporary name and renames it into place, so a
+reader never sees half a model. `load` checks every part and names the bad file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from mlh.errors import MLHError
+from mlh.model.config import ModelConfig
+from mlh.model.graph import PAD_DISTANCE
+from mlh.model.layouts import OutputLayouts
+from mlh.model.scale_shift import ScaleShift, read_scale_shift, write_scale_shift
+from mlh.record.basis import Basis, SpeciesBasis
+
+__all__ = ["FORMAT_VERSION", "Predictor", "basis_to_dict", "basis_from_dict"]
+
+FORMAT_VERSION = "1"
+
+
+def basis_to_dict(basis: Basis) -> dict:
+    """JSON-able form of a Basis."""
+    return {
+        "name": basis.name,
+        "species": [
+            {"number": s.number, "ls": list(s.ls), "rcuts": list(s.rcuts), "labels": list(s.labels)}
+            for s in basis.species
+        ],
+    }
+
+
+def basis_from_dict(data: dict) -> Basis:
+    """Inverse of `basis_to_dict`."""
+    species = tuple(
+        SpeciesBasis(int(s["number"]), tuple(s["ls"]), tuple(s["rcuts"]), tuple(s["labels"]))
+        for s in data["species"]
+    )
+    return Basis(name=data["name"], species=species)
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Everything needed to predict Hamiltonians.
+
+    Attributes:
+        config: model hyperparameters.
+        layouts: species and irreps layouts.
+        stats: scale-shift tables.
+        params: flax parameter pytree.
+        metadata: free-form training summary (JSON-able).
+    """
+
+    config: ModelConfig
+    layouts: OutputLayouts
+    stats: ScaleShift
+    params: Any
+    metadata: dict
+
+    @property
+    def model(self):
+        """The flax module."""
+        from mlh.model.nn.model import GearsH
+
+        return GearsH(self.config, self.layouts.n_species, self.layouts.onsite_shape, self.layouts.offsite_shape)
+
+    @property
+    def atom_cutoff(self) -> float:
+        return self.config.atom_centered.radial_basis.cutoff
+
+    @property
+    def bond_cutoff(self) -> float:
+        return self.config.bond_centered.cutoff
+
+    @property
+    def n_parameters(self) -> int:
+        import jax
+
+        return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.params)))
+
+    def tables(self, dtype=np.float32):
+        """The model's constant OutputTables (numpy arrays of `dtype`)."""
+        from mlh.model.nn.model import OutputTables
+
+        layouts, stats = self.layouts, self.stats
+        s = layouts.n_species
+        onsite_index, onsite_sign = layouts.onsite_transpose
+        offsite_index, offsite_sign = layouts.offsite_transpose
+        return OutputTables(
+            onsite_mask=layouts.onsite_mask.reshape(s, -1).astype(dtype),
+            onsite_index=onsite_index,
+            onsite_sign=onsite_sign,
+            onsite_scale=stats.onsite_scale.astype(dtype),
+            onsite_shift=stats.onsite_shift.astype(dtype),
+            offsite_mask=layouts.offsite_mask.reshape(s, s, -1).astype(dtype),
+            offsite_index=offsite_index,
+            offsite_sign=offsite_sign,
+            offsite_scale=stats.offsite_scale.astype(dtype),
+            offsite_shift=stats.offsite_shift.astype(dtype),
+            shift_centres=stats.shift_centres.astype(dtype),
+            shift_width=np.asarray(stats.shift_width, dtype),
+        )
+
+    @classmethod
+    def initialise(
+        cls, config: ModelConfig, layouts: OutputLayouts, stats: ScaleShift, seed: int = 0
+    ) -> Predictor:
+        """A predictor with freshly initialised parameters."""
+        import jax
+
+        predictor = cls(config, layouts, stats, params=None, metadata={})
+        return predictor.with_params(predictor.model.init(jax.random.PRNGKey(seed), *predictor._init_inputs()))
+
+    def _init_inputs(self) -> tuple:
+        """A one-atom, one-edge, one-bond input (beyond every cutoff) to build parameters from."""
+        far = np.array([[PAD_DISTANCE, 0.0, 0.0]], np.float32)
+        zeros = np.zeros(1, np.int32)
+        return zeros, zeros, zeros, far, zeros, zeros, far, self.tables()
+
+    def _parameter_shapes(self) -> Any:
+        """Parameter tree of ShapeDtypeStructs, without computing any parameter."""
+        import jax
+
+        return jax.eval_shape(self.model.init, jax.random.PRNGKey(0), *self._init_inputs())
+
+    def with_params(self, params: Any, metadata: dict | None = None) -> Predictor:
+        return Predictor(self.config, self.layouts, self.stats, params, metadata or self.metadata)
+
+    def save(self, folder: Path) -> None:
+        """Write the predictor folder atomically (replacing an existing one)."""
+        from flax import serialization
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+        try:
+            description = {
+                "format_version": FORMAT_VERSION,
+                "model": self.config.model_dump(mode="json"),
+                "layouts": self.layouts.to_dict(),
+                "basis": basis_to_dict(self.layouts.basis),
+                "metadata": self.metadata,
+            }
+            (tmp / "model.json").write_text(json.dumps(description, indent=1))
+            write_scale_shift(self.stats, tmp / "scale_shift.nc")
+            (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(_to_numpy(self.params)))
+            old = folder.with_name(f".{folder.name}.old")
+            if folder.exists():
+                os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, folder: Path) -> Predictor:
+        """Read a predictor folder; MLHError naming the missing or corrupt file."""
+        from flax import serialization
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MLHError(f"{folder}: no such model folder")
+        description_path = folder / "model.json"
+        try:
+            description = json.loads(description_path.read_text())
+            if description.get("format_version") != FORMAT_VERSION:
+                raise MLHError(
+                    f"{description_path}: model format {description.get('format_version')!r}, "
+                    f"expected {FORMAT_VERSION!r}"
+                )
+            config = ModelConfig.model_validate(description["model"])
+            basis = basis_from_dict(description["basis"])
+            layouts = OutputLayouts(basis=basis, **{
+                k: (tuple(v) if k == "numbers" else v) for k, v in description["layouts"].items()
+            })
+        except (OSError, ValueError, KeyError, TypeError, ValidationError) as error:
+            raise MLHError(f"{description_path}: missing or corrupt model description ({error})") from error
+        stats = read_scale_shift(folder / "scale_shift.nc")
+        predictor = cls(config, layouts, stats, params=None, metadata=description.get("metadata", {}))
+        template = predictor._parameter_shapes()
+        params_path = folder / "params.msgpack"
+        try:
+            state = serialization.msgpack_restore(params_path.read_bytes())
+            params = serialization.from_state_dict(template, state)
+            _check_shapes(template, params)
+        except Exception as error:  # msgpack and flax raise many types for corrupt bytes
+            raise MLHError(f"{params_path}: missing or corrupt parameters ({error})") from error
+        return predictor.with_params(params)
+
+
+def _to_numpy(params: Any) -> Any:
+    import jax
+    from flax import serialization
+
+    return serialization.to_state_dict(jax.tree_util.tree_map(np.asarray, params))
+
+
+def _check_shapes(template: Any, params: Any) -> None:
+    import jax
+
+    expected_leaves, got_leaves = jax.tree_util.tree_leaves(template), jax.tree_util.tree_leaves(params)
+    if len(expected_leaves) != len(got_leaves):
+        raise ValueError(f"{len(got_leaves)} parameter arrays where {len(expected_leaves)} were expected")
+    for expected, got in zip(expected_leaves, got_leaves):
+        if tuple(expected.shape) != np.shape(got):
+            raise ValueError(f"parameter of shape {np.shape(got)} where {tuple(expected.shape)} was expected")

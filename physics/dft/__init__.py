@@ -1,0 +1,2 @@
+"""The DFT-functional route: GPAW's Kohn-Sham functional at the density of a given H, and forces
+that are exactly -dE/dR (with the density-matrix response of a predicted H)."""

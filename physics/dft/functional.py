@@ -1,0 +1,334 @@
+"""Total energy and forces from a given Hamiltonian by GPAW's Kohn-Sham functional, no SCF loop.
+
+The DFT-functional route of seed 003: a Hamiltonian H (GPAW's own SCF one or a predicted
+one) fixes the occupied states, and GPAW evaluates the PAW Kohn-Sham energy functional
+once at the density they make, plus its LCAO forces. Steps, per k-point and spin of
+GPAW's irreducible k set (time reversal only, as mlh records use):
+
+1. diagonalise H(k) c = eps S(k) c with GPAW's own S(k) (PAW corrections included);
+2. Fermi-Dirac occupations f (GPAW's occupation calculator, the record's width);
+3. density n_out from rho = sum f c c^H (pseudo density on GPAW's grid and PAW D^a);
+4. GPAW's potential calculator gives v[n_out] and every energy term at n_out;
+5. two energies from that one density:
+
+   - Kohn-Sham functional: band term Tr[rho H[n_out]] (H[n_out]: GPAW's LCAO H of the new
+     potential), entropy of f. This is E_KS[rho] itself: for a density from any H it is
+     an upper bound of the SCF free energy (variational), with an error second order in
+     the error of rho.
+   - Harris-Foulkes: band term sum f' eps' from the eigenvalues eps' of (H[n_out], S) and
+     their own occupations f' (entropy of f'), the other terms at n_out. This is what one
+     more SCF step would report; also second order in the error of n_out, but it is not
+     variational, and in practice 10-70x closer to the SCF energy (gpaw-api.md).
+
+   At GPAW's converged H both equal GPAW's SCF energy to the SCF's own convergence.
+6. forces: GPAW's LCAO force routine for the state (c, f, eps of the given H) and the
+   potential v[n_out]. At a self-consistent H these are the exact forces. At any other H
+   they are not -dE_KS/dR: the response term Tr[H[n_out] d rho/dR] that a non-self-
+   consistent rho brings is missing (first order in the error of H).
+
+Units: eV and Å (GPAW's Hartree and Bohr are converted here, at the boundary). Spin-paired
+and spin-polarised (collinear) H; any Monkhorst-Pack grid GPAW accepts, Γ included. Each
+call builds a fresh GPAW object for the structure (grid, basis functions, two-centre
+integrals), then evaluates once; nothing is cached between calls.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+from ase import Atoms
+from ase.units import Ha
+
+from mlh.errors import MLHError
+from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
+from mlh.gpaw.reference import gpaw_parameters
+from mlh.gpaw.settings import GPAWSettings
+from mlh.record.hamiltonian import HamiltonianRecord
+from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
+
+__all__ = [
+    "DFTFunctionalResult", "evaluate_dft_functional", "dft_functional_for_record",
+    "valence_charges",
+    "OVERLAP_TOLERANCE",
+]
+
+OVERLAP_TOLERANCE = 1e-6
+"""Largest |S_record - S_GPAW| accepted: larger means the record does not belong to the
+structure and settings GPAW was given."""
+
+HamiltonianFunction = Callable[[np.ndarray | None, int], np.ndarray]
+"""hamiltonian_k(k, spin) -> dense (N, N) H in eV; k reduced, None for the real Γ matrix."""
+
+
+@dataclass(frozen=True)
+class DFTFunctionalResult:
+    """Energies (eV) and forces (eV/Å) of the state a given H defines.
+
+    Attributes:
+        energy: Kohn-Sham functional extrapolated to zero width (GPAW's "energy"), eV.
+        free_energy: Kohn-Sham Mermin free energy E_KS - T S, eV.
+        harris_energy: Harris-Foulkes value extrapolated to zero width, eV.
+        harris_free_energy: Harris-Foulkes free energy, eV.
+        forces: (n_atoms, 3) GPAW's LCAO forces of the state (eV/Å), None if not asked.
+        fermi_level: Fermi level of the given H's occupations (eV).
+        band_energy: sum f eps of the given H (eV). First order in the error of H: a
+            diagnostic, never an energy estimate.
+        energy_terms: GPAW's energy terms of the Kohn-Sham evaluation (eV): kinetic (or
+            band + kinetic_correction), coulomb, zero, external, xc, entropy, spinorbit sum
+            to `free_energy`; extrapolation is the zero-width correction.
+        kpoints: (n_k, 3) reduced k-points GPAW used (irreducible by time reversal).
+        kpoint_weights: (n_k,) their weights (sum 1).
+        n_electrons: electrons placed (valence minus charge).
+        output_hamiltonians: (n_spins, n_k, N, N) H[n_out] (eV) at `kpoints`, GPAW's LCAO
+            Hamiltonian of the output density, if asked for (else None).
+        timings: seconds spent in "setup" (GPAW objects), "energy" and "forces".
+    """
+
+    energy: float
+    free_energy: float
+    harris_energy: float
+    harris_free_energy: float
+    forces: np.ndarray | None
+    fermi_level: float
+    band_energy: float
+    energy_terms: dict[str, float]
+    kpoints: np.ndarray
+    kpoint_weights: np.ndarray
+    n_electrons: float = 0.0
+    output_hamiltonians: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ records -> GPAW input
+def valence_charges(atoms: Atoms, settings: GPAWSettings) -> np.ndarray:
+    """(n_atoms,) valence charge Z_v of each atom's PAW setup (e; 0 for ghost atoms)."""
+    from mlh.gpaw.overlap import gpaw_setups
+
+    return np.array([float(setup.Nv) for setup in gpaw_setups(atoms, settings)])
+
+
+# ------------------------------------------------------------------ the route
+def _gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts, charge: float, log):
+    """GPAW's DFT object for the structure without an SCF (initial density only)."""
+    from gpaw.new.calculation import DFT
+
+    params = gpaw_parameters(atoms, settings, kpts)
+    if charge:
+        params["charge"] = charge
+    try:
+        return DFT(atoms, **params, symmetry={"point_group": False, "time_reversal": True},
+                   txt=log, converge=False)
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MLHError(f"GPAW could not set up this structure: {first}") from None
+
+
+def _check_overlap(overlap_k: Callable[[np.ndarray | None], np.ndarray], k: np.ndarray | None,
+                   S: np.ndarray, where: str) -> None:
+    """Raise if the caller's S at k differs from GPAW's S by more than OVERLAP_TOLERANCE."""
+    difference = float(np.abs(np.asarray(overlap_k(k)) - S).max())
+    if difference > OVERLAP_TOLERANCE:
+        raise MLHError(f"the given S {where} differs from GPAW's by {difference:.2e}: H does "
+                       f"not belong to this structure, basis and setups")
+
+
+def _install_states(dft, hamiltonian_k: HamiltonianFunction,
+                    overlap_k: Callable[[np.ndarray | None], np.ndarray] | None) -> None:
+    """Diagonalise the given H with GPAW's S per (k, spin); put eigenpairs into GPAW's wfs.
+
+    With `overlap_k`, first check that the caller's S equals GPAW's at every k."""
+    from gpaw.core.matrix import MatrixWithNoData
+
+    ibzwfs = dft.ibzwfs
+    for wfs in ibzwfs:
+        real = wfs.dtype == float
+        k = np.asarray(ibzwfs.ibz.kpt_kc[wfs.k], float)
+        where = f"at k-point {wfs.k} {tuple(np.round(k, 6))}, spin {wfs.spin}"
+        S = np.asarray(wfs.S_MM.data)
+        H = np.asarray(hamiltonian_k(None if real else k, wfs.spin))
+        if H.shape != S.shape:
+            raise MLHError(f"H {where} has shape {H.shape}; GPAW's basis has {S.shape[0]} "
+                           f"orbitals")
+        if overlap_k is not None:
+            _check_overlap(overlap_k, None if real else k, S, where)
+        if real and np.iscomplexobj(H):
+            if np.abs(H.imag).max(initial=0.0) > HERMITIAN_TOLERANCE * max(1.0, np.abs(H).max()):
+                raise MLHError(f"H {where} must be real: GPAW solves Γ as a real problem")
+            H = H.real
+        eig, C = generalized_eigh(H, S, where)
+        n = wfs.nbands
+        if isinstance(wfs.C_nM, MatrixWithNoData):
+            wfs.C_nM = wfs.C_nM.create()
+        wfs.C_nM.data[:] = C.T[:n]
+        wfs.eig_n = eig[:n] / Ha
+        wfs._P_ani = None  # projections are cached from C_nM; GPAW resets them the same way
+
+
+def _harris_band_and_entropy(dft, H_out: list[np.ndarray], nelectrons: float):
+    """Band energy and -TS (Hartree) of the eigenstates of (H[n_out], S), own occupations."""
+    ibzwfs = dft.ibzwfs
+    degeneracy = ibzwfs.spin_degeneracy
+    eigs = [generalized_eigh(H, np.asarray(wfs.S_MM.data), "for H[n_out]")[0][:wfs.nbands]
+            for H, wfs in zip(H_out, ibzwfs)]
+    occ_un, _, entropy = dft.scf_loop.occ_calc.calculate(
+        nelectrons=nelectrons / degeneracy,
+        eigenvalues=[eig * Ha for eig in eigs],
+        weights=[wfs.weight for wfs in ibzwfs],
+        spins=[wfs.spin for wfs in ibzwfs],
+    )
+    band = sum(occ @ eig * wfs.weight * degeneracy for occ, eig, wfs in zip(occ_un, eigs, ibzwfs))
+    return float(band), float(entropy) * degeneracy / Ha
+
+
+def evaluate_dft_functional(
+    atoms: Atoms,
+    settings: GPAWSettings,
+    hamiltonian_k: HamiltonianFunction,
+    kpts: tuple[int, int, int] = (1, 1, 1),
+    forces: bool = True,
+    charge: float = 0.0,
+    overlap_k: Callable[[np.ndarray | None], np.ndarray] | None = None,
+    log: io.TextIOBase | str | None = None,
+    keep_output_hamiltonians: bool = False,
+) -> DFTFunctionalResult:
+    """GPAW's Kohn-Sham (and Harris-Foulkes) energy and LCAO forces at the state of a given H.
+
+    Args:
+        atoms: the structure (Å); positions must be those H belongs to (GPAW wraps them
+            into the cell; H(k) must follow GPAW's convention for the wrapped positions, as
+            mlh records do).
+        settings: xc, basis, setups, grid spacing, smearing width and spin polarisation of
+            the GPAW calculation H belongs to.
+        hamiltonian_k: hamiltonian_k(k, spin) -> dense (N, N) H in eV at reduced k (None:
+            the real Γ matrix), N = GPAW's number of orbitals.
+        kpts: Monkhorst-Pack grid (GPAW's, reduced by time reversal only).
+        forces: also compute forces.
+        charge: net charge of the cell (e).
+        overlap_k: optional overlap_k(k) -> (N, N) S of the caller; it must equal GPAW's S
+            to OVERLAP_TOLERANCE (a check that H belongs to this structure and basis).
+        log: GPAW text log (path or stream); None for none.
+        keep_output_hamiltonians: return H[n_out] (for the response term of the forces,
+            physics.dft.forces).
+
+    Returns:
+        DFTFunctionalResult (see the module docstring for the two energies).
+
+    Raises:
+        MLHError: GPAW cannot set up the structure, H of the wrong size, NaN or not
+            Hermitian, S not positive definite, a mismatching overlap, or an electron
+            count the bands cannot hold.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    dft = _gpaw_calculation(atoms, settings, tuple(int(n) for n in kpts), charge, log)
+    ibzwfs, density, pot_calc = dft.ibzwfs, dft.density, dft.pot_calc
+    if ibzwfs.ncomponents > 2:
+        raise MLHError("non-collinear calculations are not supported")
+    timings["setup"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    _install_states(dft, hamiltonian_k, overlap_k)
+
+    nelectrons = density.nvalence - density.charge + pot_calc.charge
+    try:
+        band, entropy, extrapolation = ibzwfs.calculate_occs(dft.scf_loop.occ_calc, nelectrons)
+    except (ValueError, RuntimeError) as err:
+        raise MLHError(f"GPAW could not place {nelectrons:g} electrons in "
+                       f"{ibzwfs.nbands} bands: {err}") from None
+    fermi_level = float(np.asarray(ibzwfs.fermi_levels).ravel()[0]) * Ha
+
+    density.update(ibzwfs)
+    potential, energies, _ = pot_calc.calculate(density, ibzwfs, dft.potential.vHt_x)
+    dft.potential = potential
+    # H[n_out] per (k, spin), each computed exactly once: for real (Γ) wfs GPAW's
+    # calculate_matrix adds T and the PAW terms in place into the calculator's cached
+    # potential matrix, so a second call for the same wfs would count them twice.
+    matrix_calculator = dft.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(potential)
+    H_out = [np.array(matrix_calculator.calculate_matrix(wfs).data) for wfs in ibzwfs]
+    output_hamiltonians = None
+    if keep_output_hamiltonians:
+        output_hamiltonians = np.zeros((ibzwfs.nspins, len(ibzwfs.ibz), *H_out[0].shape),
+                                       np.result_type(*H_out))
+        for H, wfs in zip(H_out, ibzwfs):
+            output_hamiltonians[wfs.spin, wfs.k] = H * Ha
+    # Kohn-Sham band term Tr[rho H[n_out]]; GPAW's rho_MN = sum_n f_n conj(C_nM) C_nN.
+    band_ks = sum(float(np.sum(wfs.calculate_density_matrix() * H).real)
+                  for H, wfs in zip(H_out, ibzwfs))
+    band_harris, entropy_harris = _harris_band_and_entropy(dft, H_out, nelectrons)
+
+    factor = dft.scf_loop.occ_calc.extrapolate_factor
+    energies.set(band=band_harris, entropy=entropy_harris,
+                 extrapolation=entropy_harris * factor)
+    harris_free, harris_energy = energies.total_free, energies.total_extrapolated
+    energies.set(band=band_ks, entropy=entropy, extrapolation=extrapolation)
+    energies.sanity_check()
+    dft.energies = energies
+    terms: dict[str, float] = {}
+    energies.write_to_gpw(SimpleNamespace(write=lambda **values: terms.update(values)))  # eV
+    terms = {name: float(value) for name, value in terms.items()}
+    timings["energy"] = time.perf_counter() - start
+
+    F_av = None
+    if forces:
+        start = time.perf_counter()
+        dft.results = {}
+        F_av = np.array(dft.calculate_forces(), float)  # eV/Å
+        timings["forces"] = time.perf_counter() - start
+
+    return DFTFunctionalResult(
+        energy=float(energies.total_extrapolated) * Ha,
+        free_energy=float(energies.total_free) * Ha,
+        harris_energy=float(harris_energy) * Ha,
+        harris_free_energy=float(harris_free) * Ha,
+        forces=F_av,
+        fermi_level=fermi_level,
+        band_energy=float(band) * Ha,
+        energy_terms=terms,
+        kpoints=np.asarray(ibzwfs.ibz.kpt_kc, float).copy(),
+        kpoint_weights=np.asarray(ibzwfs.ibz.weight_k, float).copy(),
+        n_electrons=float(nelectrons),
+        output_hamiltonians=output_hamiltonians,
+        timings=timings,
+    )
+
+
+def dft_functional_for_record(
+    record: HamiltonianRecord,
+    settings: GPAWSettings | None = None,
+    kpts: tuple[int, int, int] | None = None,
+    forces: bool = True,
+    charge: float = 0.0,
+    log: io.TextIOBase | str | None = None,
+    keep_output_hamiltonians: bool = False,
+) -> DFTFunctionalResult:
+    """`evaluate_dft_functional` for the H(R) of a record (GPAW-made or predicted).
+
+    Args:
+        record: a record with H; its S must be GPAW's S for its structure and settings.
+        settings: default `settings_from_record(record)`.
+        kpts: default the record's SCF grid (`record_scf_kpts`).
+        forces, charge, log, keep_output_hamiltonians: as in `evaluate_dft_functional`.
+
+    Raises:
+        MLHError: an overlap-only record, a record whose spin channels do not match the
+            settings, or any error of `evaluate_dft_functional`.
+    """
+    if not record.has_hamiltonian:
+        raise MLHError("this is an overlap-only record: it has no Hamiltonian")
+    settings = settings_from_record(record) if settings is None else settings
+    if record.n_spins != (2 if settings.spinpol else 1):
+        raise MLHError(f"the record has {record.n_spins} spin channel(s) but the settings are "
+                       f"{'spin-polarised' if settings.spinpol else 'spin-paired'}")
+    kpts = record_scf_kpts(record) if kpts is None else kpts
+    return evaluate_dft_functional(
+        record_atoms(record), settings,
+        lambda k, spin: record.hamiltonian_k(k, spin).toarray(),
+        kpts=kpts, forces=forces, charge=charge,
+        overlap_k=lambda k: record.overlap_k(k).toarray(), log=log,
+        keep_output_hamiltonians=keep_output_hamiltonians,
+    )
