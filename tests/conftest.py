@@ -13,6 +13,23 @@ import pytest
 from tests.structures import STRUCTURES, rotate_structure
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory, worker_id):
+    """One persistent XLA compilation cache for the test session (shared by the xdist
+    workers): the same model programs, compiled by several tests, compile once."""
+    import jax
+
+    base = tmp_path_factory.getbasetemp()
+    folder = (base if worker_id == "master" else base.parent) / "xla_cache"
+    previous = {name: getattr(jax.config, name) for name in
+                ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+
+
 @pytest.fixture(scope="session")
 def gpaw_records(tmp_path_factory, worker_id):
     """Lazily computed {name: (atoms, record)} of real GPAW runs.
