@@ -204,7 +204,6 @@ def compare(
     typer.echo(f"metrics written to {output}")
 
 
-
 @app.command()
 @reports_errors
 def density(

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _results import write_results
+
 MODEL = Path(__file__).parents[1] / "examples" / "models" / "wse2_vacancies"
 VALENCE = 6
 ATOMS_PER_HOLE = 120
@@ -245,10 +247,7 @@ def main() -> None:
         "time_growth_exponent_record_to_holes": growth("seconds_record_to_holes"),
         "targets": {"seconds": 300, "peak_memory_GiB": 8},
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    print(write_results(result, args.out))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Re-running with the same --out reuses finished records (their stored wall times 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from mlh.gpaw.generate import generate
 from mlh.gpaw.settings import load_settings
 from mlh.gpaw.structures import quartz_with_vacancy, wse2_with_vacancies
 from mlh.record.io import read_record
+
+from _results import write_results
 
 RECIPES = {"wse2": wse2_with_vacancies, "sio2": quartz_with_vacancy}
 
@@ -69,11 +70,7 @@ def main() -> None:
         "structures_per_hour_with_jobs": 3600 * args.jobs / float(times.mean()),
         "mib_per_record_mean": float(np.mean([p.stat().st_size for p in paths]) / 2**20),
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    results_dir = Path(__file__).parent / "results"
-    results_dir.mkdir(exist_ok=True)
-    (results_dir / f"generation_{args.recipe}.json").write_text(text + "\n")
+    print(write_results(summary, Path(__file__).parent / "results" / f"generation_{args.recipe}.json"))
 
 
 if __name__ == "__main__":

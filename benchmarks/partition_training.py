@@ -38,6 +38,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from _results import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -190,8 +192,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "partition_training.json")
     args = parser.parse_args()
     results = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    write_results(results, args.output)
     print(_table(results))
     print(f"written to {args.output}")
 

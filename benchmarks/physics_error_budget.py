@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mlh.file_output import atomic_output
 from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
 from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
@@ -38,6 +37,8 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
 from mlh.train.loop import split_files
 from physics.dft.functional import evaluate_dft_functional
+
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,9 +121,7 @@ def main() -> None:
         name: float(np.mean([abs(r[name]["kohn_sham_error_meV_per_atom"])
                              for r in summary["records"].values()])) for name in names}
     print(json.dumps(summary["mean_abs_kohn_sham_error_meV_per_atom"], indent=1))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(args.output) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=1))
+    write_results(summary, args.output)
     print(f"written to {args.output}")
 
 

@@ -37,13 +37,14 @@ from ase import Atoms
 from ase.io import write
 
 from mlh.errors import MLHError
-from mlh.file_output import atomic_output
 from mlh.gpaw.reference import gpaw_parameters
 from mlh.gpaw.settings import GPAWSettings, load_settings
 from mlh.gpaw.structures import quartz_with_vacancy
 from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
 from relax.optimize import relax
+
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +66,7 @@ def cached(path: Path, compute) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     result = compute()
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=1))
+    write_results(result, path)
     return result
 
 
@@ -195,10 +195,7 @@ def main() -> None:
             summary["cells"][name] = cell
     summary["relaxation"] = relaxation_benchmark(args, settings, calculators, workdir)
     summary["peak_rss_GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(args.output) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    print(write_results(summary, args.output))
     print(f"written to {args.output}")
 
 

@@ -31,6 +31,8 @@ from mlh.model.predictor import Predictor
 from mlh.record.io import read_record
 from mlh.train.loop import split_files, train
 
+from _results import write_results
+
 _LARGE = """
 import json, resource, sys, time
 import numpy as np
@@ -109,10 +111,7 @@ def main() -> None:
         "inference_one_structure": _inference_one(predictor, valid_files[0]),
         "inference_large_structure": json.loads(large.stdout.strip().splitlines()[-1]),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    print(write_results(result, args.out))
 
 
 if __name__ == "__main__":
