@@ -23,6 +23,9 @@ def generate(
     config: Annotated[Optional[Path], typer.Option(help="YAML with GPAWSettings fields.")] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Structures in parallel.")] = 2,
     overlap_only: Annotated[bool, typer.Option(help="Only S(R), no SCF.")] = False,
+    baseline: Annotated[bool, typer.Option(
+        help="Also store the zeroth-step H0(R) (initial-density H) beside H(R).")] = False,
+    baseline_only: Annotated[bool, typer.Option(help="Only S(R) and H0(R), no SCF.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run GPAW LCAO on every structure and write one record (NetCDF) per structure.
@@ -32,7 +35,10 @@ def generate(
     from mlh.gpaw.generate import generate as run_generate
     from mlh.gpaw.settings import load_settings
 
-    settings = load_settings(config, task="overlap" if overlap_only else None)
+    if overlap_only and baseline_only:
+        raise MLHError("--overlap-only and --baseline-only exclude each other")
+    task = "overlap" if overlap_only else ("baseline" if baseline_only else None)
+    settings = load_settings(config, task=task, baseline=baseline or None)
     results = run_generate(structures, output, settings, jobs=jobs, progress=progress)
     failed = [r for r in results if r.error]
     done = len(results) - len(failed)

@@ -133,6 +133,10 @@ def reference_record(
     settings.task == "scf": SCF with the settings' k grid, then a fixed-density pass on
     the alias-free grid for H(R) (skipped when the grid is Γ only and so was the SCF).
     settings.task == "overlap": S(R) only, no SCF (basis and PAW overlap corrections).
+    settings.task == "baseline": S(R) and the zeroth-step H0(R), no SCF.
+    settings.baseline: with "scf", H0(R) is stored beside H(R) (one more initialisation).
+    H0 is GPAW's Kohn-Sham H at its initial density (superposed neutral atoms), through the
+    same matrix calculator and alias-free grid as H.
 
     Raises:
         MLHError: unknown element/basis, or SCF failure.
@@ -182,25 +186,38 @@ def reference_record(
 
         dft = DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
                   converge=False)
-    H_skMM, S_kMM, ibz_kpoints = bloch_matrices(dft, with_hamiltonian=settings.task == "scf")
+    H_skMM, S_kMM, ibz_kpoints = bloch_matrices(dft, with_hamiltonian=settings.task != "overlap")
+    H0_skMM = None
+    if settings.task == "baseline":
+        H_skMM, H0_skMM = None, H_skMM
+    elif settings.task == "scf" and settings.baseline:
+        from gpaw.new.calculation import DFT
+
+        initial = DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
+                      converge=False)
+        H0_skMM, _, initial_kpoints = bloch_matrices(initial)
+        if not np.allclose(initial_kpoints, ibz_kpoints):
+            raise MLHError("GPAW's initial-density k-points differ from the SCF's; this is a bug")
 
     orbital_counts = basis.orbital_counts(atoms.numbers)
-    S_full = unfold_time_reversal(S_kMM, ibz_kpoints, grid)
-    S_pair, S_onsite, imag_S = blocks_from_bloch(
-        S_full, grid, pair_i, pair_j, pair_shift, orbital_counts
-    )
-    H_pair = H_onsite = None
-    imag_H = 0.0
-    if H_skMM is not None:
-        H_full = unfold_time_reversal(H_skMM, ibz_kpoints, grid)
-        H_pair, H_onsite, imag_H = blocks_from_bloch(
-            H_full, grid, pair_i, pair_j, pair_shift, orbital_counts
-        )
-    if max(imag_H, imag_S) > IMAG_TOLERANCE:
-        raise MLHError(
-            f"H(R) is not real (max imaginary part {max(imag_H, imag_S):.2e}): k grid "
-            f"{tuple(grid)} aliases; this is a bug, please report it"
-        )
+
+    def real_space(bloch_kMM: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pair and on-site blocks of Bloch matrices on the IBZ of the alias-free grid."""
+        full = unfold_time_reversal(bloch_kMM, ibz_kpoints, grid)
+        pair, onsite, imaginary = blocks_from_bloch(full, grid, pair_i, pair_j, pair_shift,
+                                                    orbital_counts)
+        if imaginary > IMAG_TOLERANCE:
+            raise MLHError(
+                f"H(R) is not real (max imaginary part {imaginary:.2e}): k grid "
+                f"{tuple(grid)} aliases; this is a bug, please report it"
+            )
+        return pair, onsite
+
+    S_pair, S_onsite = real_space(S_kMM)
+    H_pair, H_onsite = (None, None) if H_skMM is None else real_space(H_skMM)
+    H0_pair, H0_onsite = (None, None) if H0_skMM is None else real_space(H0_skMM)
+    baseline = {} if H0_skMM is None else {
+        "baseline": "gpaw initial density (superposed neutral atoms), same settings"}
 
     record = HamiltonianRecord(
         numbers=atoms.numbers.copy(),
@@ -216,9 +233,12 @@ def reference_record(
         S_onsite=S_onsite,
         H_pair=H_pair,
         H_onsite=H_onsite,
+        H0_pair=H0_pair,
+        H0_onsite=H0_onsite,
         labels=labels,
         provenance={
             **settings.provenance(),
+            **baseline,
             "code": "gpaw",
             "code_version": gpaw_version,
             "mode": "lcao",
@@ -235,13 +255,14 @@ def reference_record(
 
 
 def drop_negligible_pairs(record: HamiltonianRecord, tolerance: float) -> HamiltonianRecord:
-    """The record without pairs whose |H| and |S| values are all below `tolerance`."""
+    """The record without pairs whose |H|, |H0| and |S| values are all below `tolerance`."""
     starts = record.pair_value_offsets[:-1]
     if record.n_pairs == 0:
         return record
     magnitude = np.abs(record.S_pair)
-    if record.H_pair is not None:
-        magnitude = np.maximum(magnitude, np.abs(record.H_pair).max(axis=0))
+    for H in (record.H_pair, record.H0_pair):
+        if H is not None:
+            magnitude = np.maximum(magnitude, np.abs(H).max(axis=0))
     keep = np.maximum.reduceat(magnitude, starts) >= tolerance
     value_keep = np.repeat(keep, np.diff(record.pair_value_offsets))
 
@@ -252,6 +273,7 @@ def drop_negligible_pairs(record: HamiltonianRecord, tolerance: float) -> Hamilt
         pair_shift=record.pair_shift[keep],
         S_pair=record.S_pair[value_keep],
         H_pair=None if record.H_pair is None else record.H_pair[:, value_keep],
+        H0_pair=None if record.H0_pair is None else record.H0_pair[:, value_keep],
     )
 
 

@@ -33,7 +33,10 @@ class GPAWSettings(BaseModel):
         maxiter: SCF iteration limit.
         spinpol: spin-polarised calculation.
         forces: compute forces as labels.
-        task: "scf" (H, S and labels) or "overlap" (S only, no SCF).
+        baseline: also store the zeroth-step Hamiltonian H0 (the Kohn-Sham H of the initial
+            density, superposed neutral atoms) beside H; costs one initialisation, no SCF.
+        task: "scf" (H, S and labels), "overlap" (S only, no SCF) or "baseline" (S and H0,
+            no SCF).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,7 +52,8 @@ class GPAWSettings(BaseModel):
     maxiter: int = Field(300, gt=0)
     spinpol: bool = False
     forces: bool = True
-    task: Literal["scf", "overlap"] = "scf"
+    baseline: bool = False
+    task: Literal["scf", "overlap", "baseline"] = "scf"
 
     def scf_kpts(self, cell: np.ndarray, pbc: np.ndarray) -> tuple[int, int, int]:
         """The SCF Monkhorst-Pack grid for this cell (1 along non-periodic directions)."""

@@ -286,6 +286,8 @@ def predict_record(
         S_pair=S_pair[value_index],
         H_pair=H_pair[value_index][None, :],
         H_onsite=H_onsite[None, :],
+        H0_pair=None,  # a direct model's prediction carries no baseline
+        H0_onsite=None,
         labels=Labels(n_electrons=n_electrons),
         provenance={**base.provenance, **provenance} if isinstance(structure, HamiltonianRecord) else provenance,
     )

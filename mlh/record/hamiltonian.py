@@ -31,10 +31,14 @@ from mlh.errors import MLHError
 from mlh.record.basis import Basis
 
 __all__ = [
-    "SCHEMA_VERSION", "Labels", "HamiltonianRecord", "canonical_pair_mask", "block_coo",
+    "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "Labels", "HamiltonianRecord",
+    "canonical_pair_mask", "block_coo",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""Written by this version; "1.0" records (no H0) are read as well."""
+
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class HamiltonianRecord:
         S_onsite: (n_onsite_values,) concatenated row-major on-site S blocks.
         H_pair: (n_spins, n_pair_values) H blocks (eV), or None for overlap-only records.
         H_onsite: (n_spins, n_onsite_values) on-site H blocks (eV), or None.
+        H0_pair, H0_onsite: the same for the zeroth-step Hamiltonian H0 (eV): the Kohn-Sham
+            H at the superposition of neutral-atom densities, before any SCF step (GPAW's
+            initial potential), or None. Same pair list as H; its settings are in the
+            provenance ("baseline_*" entries).
         labels: optional DFT labels.
         provenance: flat mapping of how the data were made (code versions, xc, basis,
             grid spacing, k-points, convergence, setups, ...); str/int/float values.
@@ -106,6 +114,8 @@ class HamiltonianRecord:
     S_onsite: np.ndarray
     H_pair: np.ndarray | None = None
     H_onsite: np.ndarray | None = None
+    H0_pair: np.ndarray | None = None
+    H0_onsite: np.ndarray | None = None
     labels: Labels = field(default_factory=Labels)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +142,12 @@ class HamiltonianRecord:
             n_spins = self.H_pair.shape[0]
             expect["H_pair"] = (self.H_pair.shape, (n_spins, self.n_pair_values))
             expect["H_onsite"] = (self.H_onsite.shape, (n_spins, self.n_onsite_values))
+        if self.H0_pair is not None or self.H0_onsite is not None:
+            if self.H0_pair is None or self.H0_onsite is None:
+                raise MLHError("H0_pair and H0_onsite must both be present or both absent")
+            n_spins = self.H0_pair.shape[0] if self.H_pair is None else self.H_pair.shape[0]
+            expect["H0_pair"] = (self.H0_pair.shape, (n_spins, self.n_pair_values))
+            expect["H0_onsite"] = (self.H0_onsite.shape, (n_spins, self.n_onsite_values))
         for name, (got, want) in expect.items():
             if tuple(got) != tuple(want):
                 raise MLHError(f"{name} has shape {tuple(got)}, expected {tuple(want)}")
@@ -148,13 +164,17 @@ class HamiltonianRecord:
         arrays = [self.positions, self.cell, self.S_pair, self.S_onsite]
         if self.H_pair is not None:
             arrays += [self.H_pair, self.H_onsite]
+        if self.H0_pair is not None:
+            arrays += [self.H0_pair, self.H0_onsite]
         if not all(np.isfinite(a).all() for a in arrays):
-            raise MLHError("positions, cell, H or S contain NaN or infinite values")
+            raise MLHError("positions, cell, H, H0 or S contain NaN or infinite values")
 
     def _check_onsite_symmetric(self, tolerance: float = 1e-8) -> None:
         values = [("S", self.S_onsite)]
         if self.H_onsite is not None:
             values += [("H", h) for h in self.H_onsite]
+        if self.H0_onsite is not None:
+            values += [("H0", h) for h in self.H0_onsite]
         transpose = self._onsite_transpose_index
         for name, v in values:
             if len(v) and np.abs(v - v[transpose]).max() > tolerance * max(1.0, np.abs(v).max()):
@@ -276,6 +296,16 @@ class HamiltonianRecord:
         if self.H_pair is None:
             raise MLHError("this is an overlap-only record: it has no Hamiltonian")
         return self._bloch(self.H_pair[spin], self.H_onsite[spin], k)
+
+    @property
+    def has_baseline(self) -> bool:
+        return self.H0_pair is not None
+
+    def baseline_k(self, k: np.ndarray | None = None, spin: int = 0) -> sp.csr_matrix:
+        """Sparse zeroth-step H0(k) in eV; k reduced, None for the real Γ matrix."""
+        if self.H0_pair is None:
+            raise MLHError("this record has no zeroth-step Hamiltonian H0")
+        return self._bloch(self.H0_pair[spin], self.H0_onsite[spin], k)
 
 
 def block_coo(

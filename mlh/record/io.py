@@ -16,7 +16,7 @@ import xarray as xr
 from mlh.errors import MLHError
 from mlh.file_output import atomic_output
 from mlh.record.basis import Basis, SpeciesBasis
-from mlh.record.hamiltonian import SCHEMA_VERSION, HamiltonianRecord, Labels
+from mlh.record.hamiltonian import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, HamiltonianRecord, Labels
 
 __all__ = [
     "record_to_dataset", "record_from_dataset", "write_dataset", "write_record", "read_record",
@@ -69,6 +69,11 @@ def record_to_dataset(record: HamiltonianRecord) -> xr.Dataset:
                            "Hamiltonian H(R) pair blocks, row-major", "eV")
         v["H_onsite"] = _var(("spin", "onsite_value"), record.H_onsite,
                              "on-site Hamiltonian blocks", "eV")
+    if record.H0_pair is not None:
+        v["H0_pair"] = _var(("spin", "pair_value"), record.H0_pair,
+                            "zeroth-step Hamiltonian H0(R) pair blocks, row-major", "eV")
+        v["H0_onsite"] = _var(("spin", "onsite_value"), record.H0_onsite,
+                              "on-site zeroth-step Hamiltonian blocks", "eV")
     labels = record.labels
     for name, (long_name, units) in _SCALAR_LABELS.items():
         value = getattr(labels, name)
@@ -93,8 +98,9 @@ def _optional(ds: xr.Dataset, name: str) -> np.ndarray | None:
 def record_from_dataset(ds: xr.Dataset) -> HamiltonianRecord:
     """Inverse of record_to_dataset; MLHError if variables are missing or inconsistent."""
     version = ds.attrs.get("mlh_schema_version")
-    if version != SCHEMA_VERSION:
-        raise MLHError(f"schema version {version!r} is not the supported {SCHEMA_VERSION!r}")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise MLHError(f"schema version {version!r} is not one of the supported "
+                       f"{', '.join(map(repr, READABLE_SCHEMA_VERSIONS))}")
     required = ["numbers", "positions", "cell", "pbc", "ghost", "species_number",
                 "radial_species", "radial_l", "radial_rcut", "radial_label",
                 "pair_i", "pair_j", "pair_shift", "S_pair", "S_onsite"]
@@ -134,6 +140,8 @@ def record_from_dataset(ds: xr.Dataset) -> HamiltonianRecord:
         S_onsite=ds["S_onsite"].values,
         H_pair=_optional(ds, "H_pair"),
         H_onsite=_optional(ds, "H_onsite"),
+        H0_pair=_optional(ds, "H0_pair"),
+        H0_onsite=_optional(ds, "H0_onsite"),
         labels=labels,
         provenance=provenance,
     )

@@ -45,6 +45,21 @@ def test_generate_writes_records_and_resumes(tmp_path, water_file):
 
 
 @pytest.mark.gpaw
+def test_generate_baseline_only_writes_s_and_h0_without_scf(tmp_path, water_file):
+    out = tmp_path / "baseline"
+    result = runner.invoke(app, ["generate", str(water_file), "-o", str(out), "--no-progress",
+                                 "--baseline-only", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    record = read_record(out / "water-0000.nc")
+    assert record.has_baseline and not record.has_hamiltonian
+    assert record.provenance["task"] == "baseline"
+    both = runner.invoke(app, ["generate", str(water_file), "-o", str(tmp_path / "x"),
+                               "--baseline-only", "--overlap-only"])
+    assert both.exit_code == 1 and "exclude each other" in both.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.gpaw
 def test_failed_scf_is_listed_and_exit_is_nonzero(tmp_path, water_file):
     config = tmp_path / "bad.yaml"
     config.write_text("maxiter: 2\n")
