@@ -162,7 +162,7 @@ def reference_record(
 
             probe = DFT(atoms, **params, symmetry=symmetry, txt=None, converge=False)
             setups, relpos = probe.setups, probe.relpos_ac
-            labels = Labels()
+            labels = Labels(n_electrons=float(setups.nvalence))
     except KohnShamConvergenceError as err:
         raise MLHError(f"SCF did not converge in {settings.maxiter} iterations: {err}") from None
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:

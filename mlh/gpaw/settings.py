@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlh.errors import MLHError
 
-__all__ = ["GPAWSettings", "load_settings", "settings_from_provenance", "gpaw_settings_of"]
+__all__ = [
+    "GPAWSettings", "load_settings", "settings_from_provenance", "gpaw_settings_of",
+    "baseline_metadata", "baseline_settings_of",
+]
 
 
 class GPAWSettings(BaseModel):
@@ -137,6 +140,19 @@ def settings_from_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
         raise MLHError(f"record provenance lacks the GPAW settings ({err})") from None
 
 
+def baseline_metadata(provenances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the zeroth-step H0 of records {name: provenance} depends on beyond xc, basis and
+    setups: the grid spacing h (Å), which must agree between the records."""
+    spacings = {name: float(p.get("grid_spacing_angstrom", GPAWSettings().h))
+                for name, p in provenances.items()}
+    first = next(iter(spacings.values()), GPAWSettings().h)
+    for name, h in spacings.items():
+        if abs(h - first) > 1e-9:
+            raise MLHError(f"{name}: grid spacing {h} Å differs from the other records' {first} "
+                           f"Å; H0 depends on it")
+    return {"h": first}
+
+
 def gpaw_settings_of(predictor: Any) -> GPAWSettings:
     """The GPAW settings (xc, basis, setups) of a model's training data, for S.
 
@@ -146,3 +162,12 @@ def gpaw_settings_of(predictor: Any) -> GPAWSettings:
     if not gpaw:
         raise MLHError("the model does not record the GPAW settings of its training data")
     return GPAWSettings(task="overlap", **gpaw)
+
+
+def baseline_settings_of(predictor: Any) -> GPAWSettings:
+    """The GPAW settings of a correction model's H0 (task "baseline": S and H0, no SCF):
+    its training data's xc, basis, setups and grid spacing."""
+    baseline = predictor.metadata.get("baseline")
+    if not baseline:
+        raise MLHError("the model does not record the settings of its zeroth-step H0")
+    return gpaw_settings_of(predictor).model_copy(update={"task": "baseline", "h": float(baseline["h"])})

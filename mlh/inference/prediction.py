@@ -194,6 +194,52 @@ def _overlap(atoms: Atoms, predictor: Predictor, source: str):
     return blocks
 
 
+BASELINE_ORBITAL_LIMIT = 20_000
+"""Largest structure (orbitals) whose H0 a correction model builds: GPAW's LCAO matrices
+are dense (N x N complex per k-point), so beyond this a direct model is the route."""
+
+
+def baseline_for(atoms: Atoms, predictor: Predictor, source: str) -> HamiltonianRecord:
+    """S(R) and the zeroth-step H0(R) of `atoms` from GPAW with the correction model's
+    settings (no SCF); MLHError naming `source` if it cannot be built."""
+    from mlh.gpaw.reference import reference_record
+    from mlh.gpaw.settings import baseline_settings_of
+
+    settings = baseline_settings_of(predictor)
+    n_orbitals = int(predictor.layouts.basis.orbital_counts(atoms.numbers).sum())
+    if n_orbitals > BASELINE_ORBITAL_LIMIT:
+        raise MLHError(f"{source}: {n_orbitals} orbitals are too many for the zeroth-step H0 "
+                       f"(GPAW's dense LCAO matrices; limit {BASELINE_ORBITAL_LIMIT}): use a model "
+                       f"with target 'hamiltonian' for structures this large")
+    try:
+        record = reference_record(atoms, settings)
+    except MLHError as err:
+        raise MLHError(f"{source}: cannot build H0: {err}") from None
+    check_model_basis(record.basis, predictor.layouts.basis, atoms.numbers, source)
+    return record
+
+
+def _check_baseline(record: HamiltonianRecord, predictor: Predictor, source: str) -> None:
+    """MLHError unless the record carries an H0 made with the correction model's settings."""
+    from mlh.gpaw.settings import baseline_settings_of, settings_from_provenance
+
+    if not record.has_baseline:
+        raise MLHError(f"{source}: the model predicts corrections to the zeroth-step H0, but the "
+                       f"record has no H0 (make it with mlh generate --baseline or --baseline-only)")
+    wanted = baseline_settings_of(predictor)
+    try:
+        core = settings_from_provenance(record.provenance)
+        h = float(record.provenance.get("grid_spacing_angstrom", np.nan))
+    except (MLHError, TypeError, ValueError):
+        raise MLHError(f"{source}: the record's provenance does not say how its H0 was made") from None
+    model = {"xc": wanted.xc, "basis": wanted.basis, "h": wanted.h}
+    given = {"xc": core["xc"], "basis": core["basis"], "h": h}
+    setups = {s: v for s, v in core["setups"].items() if s in wanted.setups}
+    if given != model or setups != {s: wanted.setups[s] for s in setups}:
+        raise MLHError(f"{source}: its H0 was made with {given} and setups {core['setups']}, the "
+                       f"model's with {model} and setups {wanted.setups}")
+
+
 def _merge_pairs(record: HamiltonianRecord, graph) -> tuple[np.ndarray, np.ndarray]:
     """Record with the union of its pairs and the graph's bonds (zero S for new ones), and the
     position of each bond among the merged pairs."""
@@ -223,31 +269,44 @@ def predict_record(
     Of the labels only the valence electron count is kept: from GPAW's setups for a
     structure, from the given record's labels for a record.
 
+    A correction model (config target "correction") predicts dH; the record then holds
+    H = H0 + dH and H0 itself: H0 from GPAW's initial density with the model's settings for
+    a structure (`baseline_for`), the record's own H0 for a record.
+
     Ghost atoms (`record.ghost`, or `atoms.arrays["ghost"]`) are predicted as their own
     species (see `mlh.model.layouts`).
 
     Raises:
         MLHError: species (or ghost species) unknown to the model, a basis differing
-            from the model's, atoms closer than 0.5 Å, or a GPAW setup problem.
+            from the model's, atoms closer than 0.5 Å, a GPAW setup problem, or, for a
+            correction model, a structure whose H0 cannot be built or a record without H0
+            or with other settings than the model's.
     """
     start = time.perf_counter()
     layouts = predictor.layouts
+    correction = predictor.config.target == "correction"
     if isinstance(structure, HamiltonianRecord):
         base = structure
         n_electrons = base.labels.n_electrons
         check_model_basis(base.basis, layouts.basis, base.numbers, source)
         species = layouts.species_index(base.numbers, source, base.ghost)
+        if correction:
+            _check_baseline(base, predictor, source)
     else:
         atoms = structure
         species = layouts.species_index(atoms.numbers, source, ghost_mask(atoms))
         i, j, _, vector = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
-        check_min_distance(vector, i, j, source)  # before the costlier overlap
-        blocks = _overlap(atoms, predictor, source)
-        n_electrons = blocks.n_electrons
-        base = HamiltonianRecord(
-            numbers=atoms.numbers.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(),
-            ghost=ghost_mask(atoms), **blocks.record_fields(),
-        )
+        check_min_distance(vector, i, j, source)  # before the costlier overlap or H0
+        if correction:
+            base = baseline_for(atoms, predictor, source)
+            n_electrons = base.labels.n_electrons
+        else:
+            blocks = _overlap(atoms, predictor, source)
+            n_electrons = blocks.n_electrons
+            base = HamiltonianRecord(
+                numbers=atoms.numbers.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(),
+                ghost=ghost_mask(atoms), **blocks.record_fields(),
+            )
     graph = build_graph(
         species, base.positions, base.cell, base.pbc, predictor.atom_cutoff, predictor.bond_cutoff, source
     )
@@ -260,12 +319,18 @@ def predict_record(
     pair_shift = np.concatenate([base.pair_shift, graph.bond_shift[extra]])
     sizes = counts[pair_i] * counts[pair_j]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    S_pair = np.concatenate([base.S_pair, np.zeros(offsets[-1] - len(base.S_pair))])
+    new_values = np.zeros(offsets[-1] - len(base.S_pair))
+    S_pair = np.concatenate([base.S_pair, new_values])
     H_pair = np.zeros(offsets[-1])
     si, sj = graph.species[graph.bond_i], graph.species[graph.bond_j]
     for bond, block in enumerate(pair_blocks(offsite, si, sj, layouts)):
         H_pair[offsets[position[bond]] : offsets[position[bond] + 1]] = block
     H_onsite = np.concatenate(onsite_blocks(onsite, graph.species, layouts))
+    H0_pair = H0_onsite = None
+    if correction:  # H = H0 + dH; pairs beyond the bond cutoff keep H0
+        H0_pair = np.concatenate([base.H0_pair[0], new_values])
+        H0_onsite = base.H0_onsite[0]
+        H_pair, H_onsite = H_pair + H0_pair, H_onsite + H0_onsite
     order = np.lexsort((*(pair_shift.T[::-1]), pair_j, pair_i))
     value_index = np.concatenate([np.arange(offsets[p], offsets[p + 1]) for p in order]) if len(order) else np.zeros(0, int)
     provenance = {
@@ -274,6 +339,7 @@ def predict_record(
         "model_parameters": predictor.n_parameters,
         "model_species": " ".join(map(str, layouts.numbers)),
         "bond_cutoff_angstrom": predictor.bond_cutoff,
+        "model_target": predictor.config.target,
         "overlap": "given record" if isinstance(structure, HamiltonianRecord) else "GPAW two-centre tables",
         "source": source,
         "wall_time_seconds": time.perf_counter() - start,
@@ -286,8 +352,8 @@ def predict_record(
         S_pair=S_pair[value_index],
         H_pair=H_pair[value_index][None, :],
         H_onsite=H_onsite[None, :],
-        H0_pair=None,  # a direct model's prediction carries no baseline
-        H0_onsite=None,
+        H0_pair=None if H0_pair is None else H0_pair[value_index][None, :],
+        H0_onsite=None if H0_onsite is None else H0_onsite[None, :],
         labels=Labels(n_electrons=n_electrons),
         provenance={**base.provenance, **provenance} if isinstance(structure, HamiltonianRecord) else provenance,
     )

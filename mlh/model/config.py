@@ -150,6 +150,11 @@ class ModelConfig(_Section):
     atom_centered: AtomCenteredConfig = AtomCenteredConfig()
     bond_centered: BondCenteredConfig = BondCenteredConfig()
     mlp: MLPConfig = MLPConfig()
+    target: Literal["hamiltonian", "correction"] = Field(
+        "hamiltonian",
+        description="what the network predicts: hamiltonian (H itself) or correction (dH = H - H0, "
+        "H0 the zeroth-step Hamiltonian; training records need H0: mlh generate --baseline)",
+    )
 
 
 class ScheduleConfig(_Section):

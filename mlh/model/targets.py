@@ -1,8 +1,10 @@
-"""Training targets: a record's H blocks as irreps in the model's padded layouts (eV),
-and the way back from predicted irreps to record blocks.
+"""Training targets: a record's H blocks (or their correction to H0) as irreps in the
+model's padded layouts (eV), and the way back from predicted irreps to record blocks.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from mlh.model.irreps import blocks_to_irreps, irreps_to_blocks
 from mlh.model.layouts import OutputLayouts
 from mlh.record.hamiltonian import HamiltonianRecord
 
-__all__ = ["onsite_targets", "pair_targets", "match_pairs", "onsite_blocks", "pair_blocks"]
+__all__ = ["learned_record", "onsite_targets", "pair_targets", "match_pairs", "onsite_blocks", "pair_blocks"]
 
 
 def _check_record(record: HamiltonianRecord, source: str) -> None:
@@ -26,6 +28,25 @@ def _groups(species_i: np.ndarray, species_j: np.ndarray):
     """Yield (a, b, indices) for every ordered species pair present."""
     for a, b in sorted(set(zip(species_i.tolist(), species_j.tolist()))):
         yield a, b, np.flatnonzero((species_i == a) & (species_j == b))
+
+
+def learned_record(record: HamiltonianRecord, target: str, source: str) -> HamiltonianRecord:
+    """The record with H replaced by what a model of `target` learns (eV): H itself
+    ("hamiltonian"), or dH = H - H0 ("correction").
+
+    Raises:
+        MLHError: a correction target for a record without H or H0.
+    """
+    if target == "hamiltonian":
+        return record
+    if target != "correction":
+        raise MLHError(f"unknown model target {target!r}")
+    if not (record.has_hamiltonian and record.has_baseline):
+        raise MLHError(f"{source}: the model learns corrections to the zeroth-step H0, but the "
+                       f"record has no {'H0' if record.has_hamiltonian else 'H'} (make records "
+                       f"with mlh generate --baseline)")
+    return replace(record, H_pair=record.H_pair - record.H0_pair,
+                   H_onsite=record.H_onsite - record.H0_onsite)
 
 
 def onsite_targets(

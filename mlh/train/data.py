@@ -23,7 +23,7 @@ import numpy as np
 
 from mlh.model.graph import PAD_DISTANCE, StructureGraph, build_graph
 from mlh.model.layouts import OutputLayouts
-from mlh.model.targets import onsite_targets, pair_targets
+from mlh.model.targets import learned_record, onsite_targets, pair_targets
 from mlh.record.basis import check_model_basis
 from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
@@ -97,11 +97,15 @@ def make_sample(
 
 
 def load_samples(
-    files: Sequence[Path], layouts: OutputLayouts, atom_cutoff: float, bond_cutoff: float
+    files: Sequence[Path], layouts: OutputLayouts, atom_cutoff: float, bond_cutoff: float,
+    target: str = "hamiltonian",
 ) -> list[Sample]:
-    """Samples of record files (read one at a time)."""
+    """Samples of record files (read one at a time) for a model of `target`
+    (mlh.model.targets.learned_record)."""
     return [
-        make_sample(read_record(path), layouts, atom_cutoff, bond_cutoff, str(path)) for path in files
+        make_sample(learned_record(read_record(path), target, str(path)), layouts, atom_cutoff,
+                    bond_cutoff, str(path))
+        for path in files
     ]
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from mlh.errors import MLHError
 from mlh.file_output import atomic_output
-from mlh.gpaw.settings import merged_settings
+from mlh.gpaw.settings import baseline_metadata, merged_settings
 from mlh.model.config import DataConfig, TrainConfig
 from mlh.model.layouts import OutputLayouts
 from mlh.model.predictor import Predictor
@@ -257,8 +257,9 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
     atom_cutoff = config.model.atom_centered.radial_basis.cutoff
     bond_cutoff = config.model.bond_centered.cutoff
     if data.partition is None:
-        train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff)
-        valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff)
+        target = config.model.target
+        train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff, target)
+        valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff, target)
     else:
         from mlh.train.partition_io import partitioned_samples
 
@@ -273,6 +274,9 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
         "n_train": len(train_samples),
         "n_valid": len(valid_samples),
     }
+    if config.model.target == "correction":
+        metadata["baseline"] = baseline_metadata({str(path): record_provenance(path)
+                                                  for path in [*train_files, *valid_files]})
     if data.partition is not None:
         metadata["partition"] = data.partition.model_dump(mode="json", exclude={"folder"})
     initial = Predictor.initialise(config.model, layouts, stats, config.seed)

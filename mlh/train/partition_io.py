@@ -25,6 +25,7 @@ from mlh.file_output import atomic_output
 from mlh.model.config import ModelConfig, PartitionConfig, TrainConfig
 from mlh.model.layouts import OutputLayouts
 from mlh.model.predictor import basis_from_dict, basis_to_dict
+from mlh.model.targets import learned_record
 from mlh.record.io import read_record, write_dataset
 from mlh.train.partition import Partition, partition_record, partition_sample
 
@@ -101,6 +102,7 @@ def _settings(record: Path, config: PartitionConfig, model: ModelConfig) -> dict
         "atom_cutoff": model.atom_centered.radial_basis.cutoff,
         "bond_cutoff": model.bond_centered.cutoff,
         "message_passing_steps": model.atom_centered.message_passing.steps,
+        "target": model.target,
     }
 
 
@@ -127,7 +129,8 @@ def partition_files(
         files = [target / name for name in saved.get("files", [])]
         if saved.get("settings") == settings and all(f.is_file() for f in files):
             return files
-    partitions = partition_record(read_record(record), config, model, str(record))
+    partitions = partition_record(learned_record(read_record(record), model.target, str(record)),
+                                  config, model, str(record))
     target.mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)
     for old in target.glob("part-*.nc"):

@@ -73,10 +73,11 @@ def sample_statistics(samples: Sequence[Sample]) -> xr.Dataset:
 def analyze_files(
     files: Sequence[Path], model: ModelConfig
 ) -> tuple[OutputLayouts, ScaleShift, xr.Dataset]:
-    """Layouts, scale-shift tables and size statistics of records, for the model's cutoffs."""
+    """Layouts, scale-shift tables and size statistics of records, for the model's cutoffs
+    and of the target it learns (H, or dH = H - H0)."""
     layouts = dataset_layouts(files)
     atom_cutoff = model.atom_centered.radial_basis.cutoff
     bond_cutoff = model.bond_centered.cutoff
-    samples = load_samples(files, layouts, atom_cutoff, bond_cutoff)
+    samples = load_samples(files, layouts, atom_cutoff, bond_cutoff, model.target)
     stats = fit_from_samples(samples, layouts, bond_cutoff)
     return layouts, stats, sample_statistics(samples)
