@@ -24,7 +24,7 @@ def compilation_cache(tmp_path_factory, worker_id):
     previous = {name: getattr(jax.config, name) for name in
                 ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     yield
     for name, value in previous.items():
         jax.config.update(name, value)
