@@ -6,6 +6,7 @@ Each fixture runs GPAW LCAO (PBE, szp(dzp), h = 0.2 Å) through mlh's own genera
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -15,19 +16,28 @@ from tests.structures import STRUCTURES, rotate_structure
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory, worker_id):
-    """One persistent XLA compilation cache for the test session (shared by the xdist
-    workers): the same model programs, compiled by several tests, compile once."""
+    """One persistent XLA compilation cache for the test session, shared by the xdist
+    workers and, through the environment, by the processes tests start (Dask workers,
+    command lines): the same model programs, compiled by several tests, compile once."""
     import jax
 
     base = tmp_path_factory.getbasetemp()
     folder = (base if worker_id == "master" else base.parent) / "xla_cache"
-    previous = {name: getattr(jax.config, name) for name in
-                ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    settings = {"jax_compilation_cache_dir": str(folder),
+                "jax_persistent_cache_min_compile_time_secs": 0.0}
+    previous = {name: getattr(jax.config, name) for name in settings}
+    environment = {name.upper(): os.environ.get(name.upper()) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)
     yield
     for name, value in previous.items():
         jax.config.update(name, value)
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
