@@ -24,7 +24,7 @@ def compilation_cache(tmp_path_factory, worker_id):
     base = tmp_path_factory.getbasetemp()
     folder = (base if worker_id == "master" else base.parent) / "xla_cache"
     settings = {"jax_compilation_cache_dir": str(folder),
-                "jax_persistent_cache_min_compile_time_secs": 0.0}
+                "jax_persistent_cache_min_compile_time_secs": 0.5}
     previous = {name: getattr(jax.config, name) for name in settings}
     environment = {name.upper(): os.environ.get(name.upper()) for name in settings}
     for name, value in settings.items():

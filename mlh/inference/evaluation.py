@@ -14,13 +14,18 @@ from ase.data import atomic_numbers
 
 from mlh.errors import MLHError
 from mlh.file_output import atomic_output
-from mlh.inference.metrics import eigenvalue_errors, matrix_element_errors
+from mlh.inference.metrics import eigenvalue_errors, gauge_aligned, gauge_shift, matrix_element_errors
 from mlh.record.hamiltonian import HamiltonianRecord
+from mlh.record.io import labelled_variable as _var
 
 __all__ = ["evaluate_pairs", "plot_evaluation", "write_evaluation"]
 
 
-_TOTALS = ["mae_all", "mae_onsite", "mae_offsite", "mae_species_pair", "eigenvalue_mae_window"]
+_ALIGNED = ["mae_all", "mae_onsite", "mae_offsite", "eigenvalue_mae_window"]
+"""Metrics also reported after the gauge alignment H -> H - c S (`<name>_aligned`)."""
+
+_TOTALS = ["mae_all", "mae_onsite", "mae_offsite", "mae_species_pair", "eigenvalue_mae_window",
+           *(f"{name}_aligned" for name in _ALIGNED)]
 """Error variables that get a per-structure copy and an overall (weighted) value."""
 
 
@@ -44,6 +49,22 @@ def _weighted_mean(values: xr.DataArray, weights: xr.DataArray) -> xr.DataArray:
     return (values * weights).where(present).sum("structure", min_count=1) / total
 
 
+def _aligned_errors(predicted: HamiltonianRecord, reference: HamiltonianRecord,
+                    kpoints: np.ndarray | None, window: float) -> xr.Dataset:
+    """The gauge shift c and the totals of the errors of H_pred - c S (eV)."""
+    shift = gauge_shift(predicted, reference)
+    aligned = gauge_aligned(predicted, shift)
+    errors = xr.merge([matrix_element_errors(aligned, reference),
+                       eigenvalue_errors(aligned, reference, kpoints, window)],
+                      combine_attrs="override")
+    data = {"gauge_shift": _var((), shift, "gauge shift c of the best H_pred - c S alignment", "eV")}
+    for name in _ALIGNED:
+        data[f"{name}_aligned"] = _var((), float(errors[name]),
+                                       errors[name].attrs["long_name"] + " after the gauge alignment",
+                                       "eV")
+    return xr.Dataset(data)
+
+
 def evaluate_pairs(
     pairs: Iterable[tuple[str, HamiltonianRecord, HamiltonianRecord]],
     window: float = 5.0,
@@ -58,7 +79,10 @@ def evaluate_pairs(
 
     Returns:
         Dataset with, over `structure` (the names), the scalar and per-species variables
-        of `matrix_element_errors` and `eigenvalue_errors` (NaN for species pairs and
+        of `matrix_element_errors` and `eigenvalue_errors`, the gauge shift c (eV,
+        `gauge_shift`) and the metrics after H -> H - c S (`mae_all_aligned`,
+        `mae_onsite_aligned`, `mae_offsite_aligned`, `eigenvalue_mae_window_aligned`:
+        errors no physics sees removed) (NaN for species pairs and
         species absent from a structure, whose counts are 0); the per-structure copies of
         the totals below are named `<name>_per_structure`. Totals over all structures
         (eV), each the mean over all elements (eigenvalues) of all structures:
@@ -77,10 +101,11 @@ def evaluate_pairs(
         try:
             elements = matrix_element_errors(predicted, reference)
             eigenvalues = eigenvalue_errors(predicted, reference, kpoints, window)
+            aligned = _aligned_errors(predicted, reference, kpoints, window)
         except MLHError as err:
             raise MLHError(f"{name}: {err}") from None
         names.append(name)
-        scalars.append(_structure_scalars(xr.merge([elements, eigenvalues],
+        scalars.append(_structure_scalars(xr.merge([elements, eigenvalues, aligned],
                                                    combine_attrs="override")))
         histograms.append(elements["error_histogram"])
     if not names:
@@ -103,6 +128,8 @@ def evaluate_pairs(
         "eigenvalue_mae_window": ("eigenvalue_mae_window_per_structure",
                                   dataset.n_eigenvalues_window),
     }
+    totals.update({f"{name}_aligned": (f"{name}_aligned_per_structure", totals[name][1])
+                   for name in _ALIGNED})
     for total, (per_structure, weights) in totals.items():
         dataset[total] = _weighted_mean(dataset[per_structure], weights)
         dataset[total].attrs = {
@@ -133,7 +160,10 @@ def write_evaluation(
         "H MAE (meV)": 1000 * float(result["mae_all"]),
         "on-site MAE (meV)": 1000 * float(result["mae_onsite"]),
         "off-site MAE (meV)": 1000 * float(result["mae_offsite"]),
+        "c-aligned H MAE (meV)": 1000 * float(result["mae_all_aligned"]),
         f"eigenvalue MAE within E_F +- {window} eV (meV)": 1000 * float(result["eigenvalue_mae_window"]),
+        f"c-aligned eigenvalue MAE within E_F +- {window} eV (meV)":
+            1000 * float(result["eigenvalue_mae_window_aligned"]),
         "spectrum relative L1 (mean over structures)": float(result["spectrum_relative_l1"].mean()),
     }
 

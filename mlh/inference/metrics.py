@@ -20,6 +20,8 @@ count.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.linalg
 import xarray as xr
@@ -29,7 +31,9 @@ from mlh.errors import MLHError
 from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import labelled_variable as _var
 
-__all__ = ["ERROR_BIN_EDGES", "matrix_element_errors", "eigenvalue_errors"]
+__all__ = [
+    "ERROR_BIN_EDGES", "matrix_element_errors", "eigenvalue_errors", "gauge_shift", "gauge_aligned",
+]
 
 ERROR_BIN_EDGES = np.logspace(-8, 1, 91)
 """(91,) log-spaced edges (eV) of the absolute-error histogram, 10 bins per decade."""
@@ -38,6 +42,8 @@ POSITION_TOLERANCE = 1e-6
 """Largest position / cell difference (Å) for two records to be the same structure."""
 
 _BLOCK_KINDS = ["onsite", "offsite"]
+
+
 # ------------------------------------------------------------------ helpers
 def _check_comparable(predicted: HamiltonianRecord, reference: HamiltonianRecord) -> None:
     """Raise MLHError unless both records hold H for the same atoms, cell and basis."""
@@ -78,24 +84,28 @@ def _pair_keys(record: HamiltonianRecord) -> np.ndarray:
 
 
 def _scatter_pairs(
-    record: HamiltonianRecord, target: np.ndarray, target_offsets: np.ndarray, n_values: int
+    record: HamiltonianRecord, target: np.ndarray, target_offsets: np.ndarray, n_values: int,
+    values: np.ndarray | None = None,
 ) -> np.ndarray:
-    """H_pair of `record` placed into the value layout of the union pairs.
+    """H_pair of `record` (or other (channels, n_pair_values) `values` in its pair layout)
+    placed into the value layout of the union pairs.
 
     Args:
         record: record whose pair p becomes union pair target[p].
         target: (n_pairs,) union index of each pair of `record`.
         target_offsets: (n_union + 1,) start of each union block in the flat layout.
         n_values: total number of union pair values.
+        values: what to place; default record.H_pair.
 
     Returns:
-        (n_spins, n_values) H values (eV), zero for union pairs absent from `record`.
+        (channels, n_values) values, zero for union pairs absent from `record`.
     """
+    values = record.H_pair if values is None else values
     sizes = np.diff(record.pair_value_offsets)
     block = np.repeat(np.arange(record.n_pairs), sizes)
     local = np.arange(record.n_pair_values) - record.pair_value_offsets[block]
-    out = np.zeros((record.n_spins, n_values))
-    out[:, target_offsets[target[block]] + local] = record.H_pair
+    out = np.zeros((values.shape[0], n_values))
+    out[:, target_offsets[target[block]] + local] = values
     return out
 
 
@@ -260,6 +270,41 @@ def matrix_element_errors(
         **_histogram_coords(),
     }
     return xr.Dataset(data, coords=coords)
+
+
+# ------------------------------------------------------------ gauge
+def gauge_shift(predicted: HamiltonianRecord, reference: HamiltonianRecord) -> float:
+    """The constant c (eV) of the best alignment H_pred - c S ~ H_ref, in closed form.
+
+    H and H + c S have the same states (E_F moves by c), so c is the part of an error that
+    no physics sees: c = sum (H_pred - H_ref) S / sum S S over every stored element and
+    spin channel (on-site and pair blocks of either record; S is the structure's).
+    """
+    _check_comparable(predicted, reference)
+    pred_keys, ref_keys = _pair_keys(predicted), _pair_keys(reference)
+    union, inverse = np.unique(
+        np.concatenate([pred_keys, ref_keys]).reshape(-1, 5), axis=0, return_inverse=True
+    )
+    inverse = inverse.ravel()
+    counts = reference.orbital_counts
+    offsets = np.concatenate([[0], np.cumsum(counts[union[:, 0]] * counts[union[:, 1]])]).astype(np.int64)
+    n_values = int(offsets[-1])
+    into_pred, into_ref = inverse[: len(pred_keys)], inverse[len(pred_keys):]
+    difference = (_scatter_pairs(predicted, into_pred, offsets, n_values)
+                  - _scatter_pairs(reference, into_ref, offsets, n_values))
+    S = _scatter_pairs(reference, into_ref, offsets, n_values, reference.S_pair[None, :])[0]
+    S_from_pred = _scatter_pairs(predicted, into_pred, offsets, n_values, predicted.S_pair[None, :])[0]
+    S = np.where(S == 0.0, S_from_pred, S)
+    onsite = predicted.H_onsite - reference.H_onsite
+    numerator = float(np.sum(difference @ S) + np.sum(onsite @ reference.S_onsite))
+    denominator = predicted.n_spins * float(S @ S + reference.S_onsite @ reference.S_onsite)
+    return numerator / denominator
+
+
+def gauge_aligned(record: HamiltonianRecord, shift: float) -> HamiltonianRecord:
+    """The record with H -> H - shift * S (eV): the same states, E_F lower by `shift`."""
+    return replace(record, H_pair=record.H_pair - shift * record.S_pair,
+                   H_onsite=record.H_onsite - shift * record.S_onsite)
 
 
 # ------------------------------------------------------------ eigenvalues

@@ -111,3 +111,22 @@ def test_netcdf_round_trip(tmp_path):
     path = write_dataset(ds, tmp_path / "hole.nc")
     with xr.open_dataset(path) as back:
         xr.testing.assert_identical(back.load(), ds)
+
+
+def test_holes_do_not_change_under_the_gauge_h_plus_c_s():
+    """H and H + c S have the same states; E_F moves by c, the hole concentration not."""
+    from mlh.inference.metrics import gauge_aligned
+
+    record = random_record(31, n_atoms=4)
+    kpoints = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.25, 0.25, 0.0]])
+    results = []
+    for c in (0.0, 0.8):
+        shifted = gauge_aligned(record, -c)
+        spectrum = replace(dense_spectrum(shifted, kpoints=kpoints, charge=0.7),
+                           pbc=np.array([True, True, False]))
+        results.append((spectrum.fermi_level,
+                        hole_concentration(spectrum, species=["W", "O"], window=(0.0, 0.2))))
+    (fermi, holes), (fermi_shifted, holes_shifted) = results
+    assert fermi_shifted - fermi == pytest.approx(0.8, abs=1e-9)
+    assert float(holes_shifted.holes_per_cell) == pytest.approx(float(holes.holes_per_cell), rel=1e-9)
+    assert float(holes.holes_per_cell) > 1e-3

@@ -9,7 +9,13 @@ import pytest
 
 from mlh.errors import MLHError
 from mlh.inference.evaluation import evaluate_pairs, plot_evaluation
-from mlh.inference.metrics import ERROR_BIN_EDGES, eigenvalue_errors, matrix_element_errors
+from mlh.inference.metrics import (
+    ERROR_BIN_EDGES,
+    eigenvalue_errors,
+    gauge_aligned,
+    gauge_shift,
+    matrix_element_errors,
+)
 from mlh.record.basis import Basis, SpeciesBasis
 from mlh.record.hamiltonian import HamiltonianRecord, Labels
 from tests.synthetic import random_record
@@ -128,6 +134,25 @@ def test_eigenvalues_shift_by_c_when_h_gains_c_times_s(kpoints):
         (c * eps.size / np.abs(eps).sum()) ** 2, rel=1e-8)
     assert eigen.spectrum_relative_l2.item() == pytest.approx(
         c**2 * eps.size / (eps**2).sum(), rel=1e-8)
+
+
+def test_gauge_alignment_removes_c_times_s_and_nothing_else():
+    reference = small_record(0)
+    c = 0.37
+    shifted = gauge_aligned(reference, -c)  # H + c S
+    assert gauge_shift(shifted, reference) == pytest.approx(c, abs=1e-12)
+    noisy = replace(shifted, H_onsite=shifted.H_onsite + 1e-3 * np.sign(shifted.H_onsite))
+    names, predictions, references = ["shifted", "noisy"], [shifted, noisy], [reference, reference]
+    dataset = evaluate_pairs(zip(names, predictions, references), window=1e3)
+    shift = dataset["gauge_shift"].values
+    assert shift[0] == pytest.approx(c, abs=1e-12) and abs(shift[1] - c) < 1e-3
+    aligned = dataset["mae_all_aligned_per_structure"].values
+    assert aligned[0] < 1e-12 and dataset["mae_all_per_structure"].values[0] > 1e-3
+    assert dataset["eigenvalue_mae_window_aligned_per_structure"].values[0] < 1e-9
+    # the aligned error of the noisy record is its noise, not c
+    assert 1e-5 < aligned[1] < 1.1e-3
+    assert float(dataset["mae_all_aligned"]) == pytest.approx(
+        np.average(aligned, weights=dataset.n_elements_onsite + dataset.n_elements_offsite))
 
 
 def test_window_selects_eigenvalues_near_fermi_level():
