@@ -1,4 +1,5 @@
-"""GPAW LCAO reference records: SCF (H, S, labels) or overlap only (S, no SCF).
+"""GPAW LCAO reference records: SCF (H, S, labels; optionally H0), overlap only (S, no SCF)
+or baseline (S and the zeroth-step H0, no SCF).
 
 This is the GPAW boundary of mlh: Hartree and Bohr are converted to eV and Å here
 and nowhere else. H(R) and S(R) for every image pair in range are obtained exactly

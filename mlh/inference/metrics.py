@@ -109,6 +109,32 @@ def _scatter_pairs(
     return out
 
 
+def _union_layout(predicted: HamiltonianRecord, reference: HamiltonianRecord):
+    """The pairs stored in either record and a scatter into their flat value layout.
+
+    Returns:
+        atoms: (n_union, 2) atoms (i, j) of each union pair.
+        offsets: (n_union + 1,) start of each union block along the value axis.
+        to_union_predicted, to_union_reference: functions placing a (channels,
+            n_pair_values) array in that record's pair layout (default its H_pair) into
+            the union layout, zero for pairs the record does not store.
+    """
+    pred_keys, ref_keys = _pair_keys(predicted), _pair_keys(reference)
+    union, inverse = np.unique(
+        np.concatenate([pred_keys, ref_keys]).reshape(-1, 5), axis=0, return_inverse=True
+    )
+    inverse = inverse.ravel()
+    counts = reference.orbital_counts
+    offsets = np.concatenate([[0], np.cumsum(counts[union[:, 0]] * counts[union[:, 1]])])
+    offsets = offsets.astype(np.int64)
+
+    def scatter_from(record: HamiltonianRecord, target: np.ndarray):
+        return lambda values=None: _scatter_pairs(record, target, offsets, int(offsets[-1]), values)
+
+    return (union[:, :2], offsets, scatter_from(predicted, inverse[: len(pred_keys)]),
+            scatter_from(reference, inverse[len(pred_keys):]))
+
+
 def _offsite_errors(
     predicted: HamiltonianRecord, reference: HamiltonianRecord
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,18 +145,8 @@ def _offsite_errors(
         offsets: (n_union + 1,) start of each union block along the value axis.
         atoms: (n_union, 2) atoms (i, j) of each union pair.
     """
-    pred_keys, ref_keys = _pair_keys(predicted), _pair_keys(reference)
-    union, inverse = np.unique(
-        np.concatenate([pred_keys, ref_keys]).reshape(-1, 5), axis=0, return_inverse=True
-    )
-    inverse = inverse.ravel()
-    counts = reference.orbital_counts
-    offsets = np.concatenate([[0], np.cumsum(counts[union[:, 0]] * counts[union[:, 1]])])
-    offsets = offsets.astype(np.int64)
-    n_values = int(offsets[-1])
-    pred = _scatter_pairs(predicted, inverse[: len(pred_keys)], offsets, n_values)
-    ref = _scatter_pairs(reference, inverse[len(pred_keys):], offsets, n_values)
-    return np.abs(pred - ref), offsets, union[:, :2]
+    atoms, offsets, from_predicted, from_reference = _union_layout(predicted, reference)
+    return np.abs(from_predicted() - from_reference()), offsets, atoms
 
 
 def _block_sums(errors: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,20 +297,11 @@ def gauge_shift(predicted: HamiltonianRecord, reference: HamiltonianRecord) -> f
     spin channel (on-site and pair blocks of either record; S is the structure's).
     """
     _check_comparable(predicted, reference)
-    pred_keys, ref_keys = _pair_keys(predicted), _pair_keys(reference)
-    union, inverse = np.unique(
-        np.concatenate([pred_keys, ref_keys]).reshape(-1, 5), axis=0, return_inverse=True
-    )
-    inverse = inverse.ravel()
-    counts = reference.orbital_counts
-    offsets = np.concatenate([[0], np.cumsum(counts[union[:, 0]] * counts[union[:, 1]])]).astype(np.int64)
-    n_values = int(offsets[-1])
-    into_pred, into_ref = inverse[: len(pred_keys)], inverse[len(pred_keys):]
-    difference = (_scatter_pairs(predicted, into_pred, offsets, n_values)
-                  - _scatter_pairs(reference, into_ref, offsets, n_values))
-    S = _scatter_pairs(reference, into_ref, offsets, n_values, reference.S_pair[None, :])[0]
-    S_from_pred = _scatter_pairs(predicted, into_pred, offsets, n_values, predicted.S_pair[None, :])[0]
-    S = np.where(S == 0.0, S_from_pred, S)
+    _, _, from_predicted, from_reference = _union_layout(predicted, reference)
+    difference = from_predicted() - from_reference()
+    # S is the structure's: the reference's where it stores the pair, else the prediction's
+    S = from_reference(reference.S_pair[None, :])[0]
+    S = np.where(S == 0.0, from_predicted(predicted.S_pair[None, :])[0], S)
     onsite = predicted.H_onsite - reference.H_onsite
     numerator = float(np.sum(difference @ S) + np.sum(onsite @ reference.S_onsite))
     denominator = predicted.n_spins * float(S @ S + reference.S_onsite @ reference.S_onsite)
