@@ -10,7 +10,7 @@ displacements even for large cells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from ase.neighborlist import primitive_neighbor_list
@@ -18,7 +18,10 @@ from ase.neighborlist import primitive_neighbor_list
 from mlh.errors import MLHError
 from mlh.record.hamiltonian import canonical_pair_mask
 
-__all__ = ["MIN_DISTANCE", "PAD_DISTANCE", "StructureGraph", "neighbour_pairs", "build_graph", "check_min_distance"]
+__all__ = [
+    "MIN_DISTANCE", "PAD_DISTANCE", "EdgesAndBonds", "StructureGraph", "neighbour_pairs", "build_graph",
+    "check_min_distance",
+]
 
 MIN_DISTANCE = 0.5
 """Atoms closer than this (Å) are rejected as unphysical input."""
@@ -27,12 +30,14 @@ PAD_DISTANCE = 1000.0
 """Length (Å) of padding edge and bond vectors (along x); far beyond any cutoff."""
 
 
-@dataclass(frozen=True)
-class StructureGraph:
-    """Model input of one structure.
+@dataclass(frozen=True, kw_only=True)
+class EdgesAndBonds:
+    """The edge and bond arrays of a model input graph (indices into the graph's atoms).
+
+    The one declaration of these fields: a structure's graph, a partition slice and a
+    padded training batch hold them.
 
     Attributes:
-        species: (N,) model species indices.
         edge_center, edge_neighbor: (E,) atom indices of the atom-centred edges.
         edge_vector: (E, 3) tau_neighbor + R·cell - tau_center (Å).
         bond_i, bond_j: (B,) atom indices of the predicted pair blocks (canonical).
@@ -40,7 +45,6 @@ class StructureGraph:
         bond_vector: (B, 3) tau_j + R·cell - tau_i (Å).
     """
 
-    species: np.ndarray
     edge_center: np.ndarray
     edge_neighbor: np.ndarray
     edge_vector: np.ndarray
@@ -50,10 +54,6 @@ class StructureGraph:
     bond_vector: np.ndarray
 
     @property
-    def n_atoms(self) -> int:
-        return len(self.species)
-
-    @property
     def n_edges(self) -> int:
         return len(self.edge_center)
 
@@ -61,18 +61,24 @@ class StructureGraph:
     def n_bonds(self) -> int:
         return len(self.bond_i)
 
-    def with_bonds(self, keep: np.ndarray) -> StructureGraph:
-        """The same graph with only the bonds selected by `keep` (index or bool array)."""
-        return StructureGraph(
-            self.species,
-            self.edge_center,
-            self.edge_neighbor,
-            self.edge_vector,
-            self.bond_i[keep],
-            self.bond_j[keep],
-            self.bond_shift[keep],
-            self.bond_vector[keep],
-        )
+    def edges_and_bonds(self) -> dict[str, np.ndarray]:
+        """The seven edge and bond arrays by field name."""
+        return {field.name: getattr(self, field.name) for field in fields(EdgesAndBonds)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StructureGraph(EdgesAndBonds):
+    """Model input of one structure: species and the edges and bonds (`EdgesAndBonds`).
+
+    Attributes:
+        species: (N,) model species indices.
+    """
+
+    species: np.ndarray
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.species)
 
 
 def neighbour_pairs(

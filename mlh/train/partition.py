@@ -34,7 +34,7 @@ import numpy as np
 
 from mlh.errors import MLHError
 from mlh.model.config import ModelConfig, PartitionConfig
-from mlh.model.graph import StructureGraph, build_graph
+from mlh.model.graph import EdgesAndBonds, StructureGraph, build_graph
 from mlh.model.irreps import IrrepsLayout, blocks_to_irreps
 from mlh.model.layouts import OutputLayouts
 from mlh.model.targets import match_pairs
@@ -45,8 +45,8 @@ from mlh.train.data import Sample
 __all__ = ["Partition", "slice_height", "slice_count", "partition_record", "partition_sample"]
 
 
-@dataclass(frozen=True, eq=False)
-class Partition:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Partition(EdgesAndBonds):
     """One augmented slice of a record.
 
     Atoms 0..n_labelled-1 are the slice's own (labelled) atoms in record order; the
@@ -59,10 +59,8 @@ class Partition:
             tau[image_atom] + image_shift * cell[axis] (Å).
         cell: (3, 3) the record's cell (Å); periodic along the axes other than `axis`.
         n_labelled: number of labelled atoms.
-        edge_center, edge_neighbor: (E,) atom indices of the edges of every atom whose
-            descriptor is needed; edge_vector: (E, 3) neighbour minus centre (Å).
-        bond_i, bond_j: (B,) atom indices of the labelled pairs; bond_shift: (B, 3)
-            their lattice shift R in the record; bond_vector: (B, 3) Å.
+        edges and bonds (`EdgesAndBonds`): the edges of every atom whose descriptor is
+            needed, and the labelled pairs with their lattice shift R in the record.
         H_onsite: row-major on-site H blocks of the labelled atoms, concatenated (eV).
         H_pair: row-major H blocks of the labelled pairs, concatenated; zero for pairs
             the record does not store (eV).
@@ -79,13 +77,6 @@ class Partition:
     image_shift: np.ndarray
     cell: np.ndarray
     n_labelled: int
-    edge_center: np.ndarray
-    edge_neighbor: np.ndarray
-    edge_vector: np.ndarray
-    bond_i: np.ndarray
-    bond_j: np.ndarray
-    bond_shift: np.ndarray
-    bond_vector: np.ndarray
     H_onsite: np.ndarray
     H_pair: np.ndarray
     basis: Basis
@@ -311,10 +302,7 @@ def partition_sample(partition: Partition, layouts: OutputLayouts, model: ModelC
         )
     species = layouts.species_index(partition.numbers, name, partition.ghost)
     check_model_basis(partition.basis, layouts.basis, partition.numbers, name)
-    graph = StructureGraph(
-        species, partition.edge_center, partition.edge_neighbor, partition.edge_vector,
-        partition.bond_i, partition.bond_j, partition.bond_shift, partition.bond_vector,
-    )
+    graph = StructureGraph(species=species, **partition.edges_and_bonds())
     n_orbitals = np.array([layouts.n_orbitals(a) for a in range(layouts.n_species)])[species]
     labelled = species[: partition.n_labelled]
     onsite = np.zeros((partition.n_atoms, *layouts.onsite_shape))
