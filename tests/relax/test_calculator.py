@@ -2,8 +2,6 @@
 repulsion) under ASE's optimizers, caching, molecules and bad input; the dft route against
 GPAW's SCF (slow)."""
 
-import time
-
 import jax
 import numpy as np
 import pytest
@@ -48,19 +46,19 @@ def molecule() -> Atoms:
 def test_optimizers_lower_the_energy(calculator, optimizer):
     atoms = cell()
     atoms.calc = calculator
-    energies, seconds = [], []
+    energies, builds = [], []
 
     def observe():
-        start = time.perf_counter()
         energies.append(atoms.get_potential_energy(force_consistent=True))
-        seconds.append(time.perf_counter() - start)
+        builds.append(calculator._band_route.topology_builds)
 
     dynamics = optimizer(atoms, logfile=None, maxstep=0.05)
     dynamics.attach(observe)
     dynamics.run(fmax=0.02, steps=5)
     assert len(energies) == 6 and all(np.isfinite(energies))
     assert energies[-1] < energies[0] - 1e-2
-    assert max(seconds[1:]) < 2.0  # compiled once (skin 1 Å: no new topology), then fast
+    # one topology (skin 1 Å), so compiled once; the step time is benchmarks/calculator_steps.py's
+    assert len(set(builds)) == 1
 
 
 def test_caching_and_properties(calculator):
