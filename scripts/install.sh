@@ -21,6 +21,16 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-CC=g++ .venv/bin/python -m pip install -q -e ".[test]"
+# pip re-resolves every dependency even when nothing changed (~30 s with a warm cache); skip
+# it when this venv was installed from the same pyproject.toml and still imports.
+stamp=.venv/.mlh-installed-pyproject
+want=$(sha256sum pyproject.toml | cut -d" " -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && .venv/bin/python -c "import gpaw, mlh" 2>/dev/null; then
+    echo "dependencies unchanged since the last install (pyproject.toml $want)"
+else
+    rm -f "$stamp"
+    .venv/bin/python -m pip install -q --upgrade pip
+    CC=g++ .venv/bin/python -m pip install -q -e ".[test]"
+    echo "$want" > "$stamp"
+fi
 .venv/bin/python -c "import gpaw, mlh; print('mlh installed; GPAW', gpaw.__version__)"
