@@ -1,0 +1,1 @@
+"""Two-terminal quantum transport from Hamiltonian records: T(E) and the Landauer-Büttiker current."""
