@@ -108,7 +108,7 @@ def run_batch(
         settings: what the rows depend on; a state folder made with other settings is
             refused (MLHError) rather than mixed.
         client: a Dask client (see `dask_client`).
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal only).
         on_result: called as on_result(name, row, error) when each task ends.
     """
     from dask.distributed import as_completed
@@ -126,7 +126,7 @@ def run_batch(
             pending[name] = task
     futures = {client.submit(function, task, key=f"mlh-{name}", pure=False): name
                for name, task in pending.items()}
-    with tqdm(total=len(futures), disable=not progress, unit="structure") as bar:
+    with tqdm(total=len(futures), disable=None if progress else True, unit="structure") as bar:
         for future in as_completed(list(futures)):
             name = futures[future]
             try:

@@ -3,20 +3,24 @@
 Writes OUT/hole_concentrations.nc (one row per structure), OUT/posterior.nc (ArviZ
 InferenceData), OUT/posterior_summary.nc, OUT/summary.txt, OUT/design.png and
 OUT/posterior_pairs.png. OUT/work/ holds one row per finished structure, so a re-run
-continues where a killed one stopped. Bad input stops before any output is written.
+continues where a killed one stopped (its summary says how many it skipped); the local
+Dask workers exit when this process dies, and OUT/.mlh.lock keeps a second run out of a
+folder a running one writes into. Bad options or output paths stop before any output is
+written; structures that fail are listed after the others are done (exit code 1).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from analysis.cli_options import parse_interval
-from mlh.cli.app import reports_errors
+from analysis.cli_options import parse_interval, parse_species
+from mlh.cli.app import report_failures, reports_errors
 from mlh.errors import MLHError
 
 
@@ -81,11 +85,12 @@ def _stats_config(path: Path | None, available: set[str], overrides: dict):
     return config
 
 
-def _summary_text(table, summary, problems, wall_seconds: float, config) -> str:
+def _summary_text(table, summary, problems, wall_seconds: float, config, skipped: int) -> str:
     ok = table["status"].values == "ok"
     atoms = table["n_atoms"].values[ok] if "n_atoms" in table else []
     lines = [
-        f"structures: {table.sizes['structure']} ({int(ok.sum())} ok, {int((~ok).sum())} failed)",
+        f"structures: {table.sizes['structure']} ({int(ok.sum())} ok, {int((~ok).sum())} failed; "
+        f"{skipped} finished by an earlier run and skipped)",
         f"atoms per structure: {int(min(atoms))}-{int(max(atoms))}" if len(atoms) else None,
         f"wall time: {wall_seconds:.0f} s",
     ]
@@ -132,7 +137,8 @@ def doping(
     sigma: Annotated[float, typer.Option(help="Gaussian smearing, standard deviation (eV).")] = 0.05,
     route: Annotated[str, typer.Option(help="auto, dense or sparse spectra.")] = "auto",
     stats_config: Annotated[Optional[Path], typer.Option(
-        help="YAML of analysis.doping.statistics.LinearModelConfig (terms, priors, sampler).")] = None,
+        help="YAML of the linear model (terms, priors, sampler): LinearModelConfig of "
+             "analysis.doping.statistics.")] = None,
     draws: Annotated[Optional[int], typer.Option(min=1, help="Posterior draws per chain.")] = None,
     tune: Annotated[Optional[int], typer.Option(min=1, help="Tuning steps per chain.")] = None,
     chains: Annotated[Optional[int], typer.Option(min=1, help="Chains.")] = None,
@@ -143,7 +149,7 @@ def doping(
     scheduler: Annotated[Optional[str], typer.Option(
         help="Address of a running Dask scheduler (workers must see the same files).")] = None,
     keep_records: Annotated[bool, typer.Option(help="Keep predicted records in OUT/records.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (on a terminal).")] = True,
 ) -> None:
     """Hole concentrations of many structures and a Bayesian model of the design variables."""
     from analysis.doping.batch import dask_client, run_batch
@@ -157,12 +163,13 @@ def doping(
         settings_attrs,
         study_design,
     )
-    from mlh.file_output import atomic_output
+    from mlh.file_output import atomic_output, check_output_folder, output_lock
     from mlh.record.io import write_dataset
 
     start = time.perf_counter()
-    hole = HoleSettings(species=_symbols(species), window=parse_interval(window, "--window"), sigma=sigma,
-                        route=route, area_axis=area_axis)
+    check_output_folder(output)
+    hole = HoleSettings(species=parse_species(species, "--species"), window=parse_interval(window, "--window"),
+                        sigma=sigma, route=route, area_axis=area_axis)
     spec = _design_spec(dopant, host, vacancy_species, lattice_species, sites_per_lattice_atom,
                         pristine, density_region, area_axis)
     records_dir = output / "records" if keep_records else None
@@ -174,47 +181,45 @@ def doping(
         if stats else None
 
     attrs = settings_attrs(hole, spec, model)
-    with dask_client(scheduler, workers, memory_per_worker) as client:
-        outcome = run_batch(tasks, analyse_structure, output / "work", attrs, client,
-                            progress=progress)
-    if outcome.skipped:
-        typer.echo(f"{outcome.skipped} structures were finished by an earlier run")
-    table = results_table(tasks, design, outcome.rows, outcome.failures,
-                          {**attrs, "wall_seconds": time.perf_counter() - start})
-    write_dataset(table, output / "hole_concentrations.nc")
-    if outcome.failures:
-        with atomic_output(output / "failures.json") as tmp:
-            tmp.write_text(json.dumps(outcome.failures, indent=1))
-    else:
-        (output / "failures.json").unlink(missing_ok=True)
-
-    summary, problems = None, []
-    if config is not None:
-        from analysis.doping.statistics import (
-            convergence_problems,
-            fit_linear_model,
-            plot_posterior_pairs,
-            posterior_summary,
-            write_inference_data,
-        )
-
-        plot_design(table, [t.variable for t in config.terms], output / "design.png",
-                    config.response)
-        try:
-            idata = fit_linear_model(table, config, progressbar=progress)
-        except MLHError as err:
-            problems = [f"no posterior: {err}"]
+    with output_lock(output, "mlh-analyze doping"):
+        with dask_client(scheduler, workers, memory_per_worker) as client:
+            outcome = run_batch(tasks, analyse_structure, output / "work", attrs, client,
+                                progress=progress)
+        if outcome.skipped:
+            typer.echo(f"{outcome.skipped} structures were finished by an earlier run")
+        table = results_table(tasks, design, outcome.rows, outcome.failures,
+                              {**attrs, "wall_seconds": time.perf_counter() - start})
+        write_dataset(table, output / "hole_concentrations.nc")
+        if outcome.failures:
+            with atomic_output(output / "failures.json") as tmp:
+                tmp.write_text(json.dumps(outcome.failures, indent=1))
         else:
-            write_inference_data(idata, output / "posterior.nc")
-            summary = posterior_summary(idata, config.hdi_prob)
-            write_dataset(summary, output / "posterior_summary.nc")
-            plot_posterior_pairs(idata, output / "posterior_pairs.png")
-            problems = convergence_problems(summary)
-    text = _summary_text(table, summary, problems, time.perf_counter() - start, config)
-    with atomic_output(output / "summary.txt") as tmp:
-        tmp.write_text(text)
-    typer.echo(text, nl=False)
-    if outcome.failures:
-        raise MLHError(f"{len(outcome.failures)} of {len(tasks)} structures failed (listed in "
-                       f"{output / 'hole_concentrations.nc'} and {output / 'failures.json'}); "
-                       "re-run to retry them")
+            (output / "failures.json").unlink(missing_ok=True)
+
+        summary, problems = None, []
+        if config is not None:
+            from analysis.doping.statistics import (
+                convergence_problems,
+                fit_linear_model,
+                plot_posterior_pairs,
+                posterior_summary,
+                write_inference_data,
+            )
+
+            plot_design(table, [t.variable for t in config.terms], output / "design.png",
+                        config.response)
+            try:
+                idata = fit_linear_model(table, config, progressbar=progress and sys.stderr.isatty())
+            except MLHError as err:
+                problems = [f"no posterior: {err}"]
+            else:
+                write_inference_data(idata, output / "posterior.nc")
+                summary = posterior_summary(idata, config.hdi_prob)
+                write_dataset(summary, output / "posterior_summary.nc")
+                plot_posterior_pairs(idata, output / "posterior_pairs.png")
+                problems = convergence_problems(summary)
+        text = _summary_text(table, summary, problems, time.perf_counter() - start, config, outcome.skipped)
+        with atomic_output(output / "summary.txt") as tmp:
+            tmp.write_text(text)
+        typer.echo(text, nl=False)
+    report_failures([f"{tasks[name].source}: {error}" for name, error in outcome.failures.items()])

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlh.cli.app import app
+from mlh.cli.app import app, report_failures
 from mlh.cli.app import reports_errors as _reports_errors
 from mlh.errors import MLHError
 
@@ -26,25 +26,31 @@ def generate(
     baseline: Annotated[bool, typer.Option(
         help="Also store the zeroth-step H0(R) (initial-density H) beside H(R).")] = False,
     baseline_only: Annotated[bool, typer.Option(help="Only S(R) and H0(R), no SCF.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    min_distance: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Refuse structures with two atoms closer than this (Å); default 0.5, "
+                      "as mlh infer.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on a terminal).")] = True,
 ) -> None:
     """Run GPAW LCAO on every structure and write one record (NetCDF) per structure.
 
     Finished records in OUTPUT are skipped, so a killed run resumes where it stopped.
+    Bad structures are listed (also in OUTPUT/failures.json) after the others are done.
     """
+    from mlh.file_output import check_output_folder
     from mlh.gpaw.generate import generate as run_generate
     from mlh.gpaw.settings import load_settings
 
     if overlap_only and baseline_only:
         raise MLHError("--overlap-only and --baseline-only exclude each other")
+    check_output_folder(output)
     task = "overlap" if overlap_only else ("baseline" if baseline_only else None)
     settings = load_settings(config, task=task, baseline=baseline or None)
-    results = run_generate(structures, output, settings, jobs=jobs, progress=progress)
-    failed = [r for r in results if r.error]
-    done = len(results) - len(failed)
-    typer.echo(f"{done} records written, {len(failed)} failed, to {output}")
-    if failed:
-        raise MLHError(f"{len(failed)} structures failed; see {output / 'failures.json'}")
+    outcome = run_generate(structures, output, settings, jobs=jobs, progress=progress,
+                           **({} if min_distance is None else {"min_distance": min_distance}))
+    failed = outcome.failed
+    typer.echo(f"{len(outcome.results) - len(failed)} records written, {len(failed)} failed, "
+               f"{outcome.skipped} skipped (finished earlier), to {output}")
+    report_failures([r.error for r in failed])
 
 
 @app.command()
@@ -76,7 +82,10 @@ def recipe(
     import numpy as np
     from ase.io import write
 
+    from mlh.file_output import atomic_output, check_output_file
     from mlh.gpaw.structures import quartz_with_vacancy, wse2_with_vacancies
+
+    check_output_file(output)
 
     builders = {"wse2": wse2_with_vacancies, "sio2": quartz_with_vacancy}
     if name not in builders:
@@ -103,8 +112,6 @@ def recipe(
     rng = np.random.default_rng(seed)
     images = [builders[name](rng, **kwargs, **{k: rng.uniform(*r) for k, r in rates.items()})
               for _ in range(count)]
-    from mlh.file_output import atomic_output
-
     with atomic_output(output) as tmp:
         write(tmp, images, format="extxyz")
     sizes = sorted({len(atoms) for atoms in images})
@@ -128,14 +135,24 @@ def import_gears_h(
     snapshots: Annotated[list[Path], typer.Argument(help="gears_h snapshot folders.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the records.")],
 ) -> None:
-    """Convert GEARS H training snapshots into mlh records (OUTPUT/<folder name>.nc)."""
+    """Convert GEARS H training snapshots into mlh records (OUTPUT/<folder name>.nc).
+
+    Bad snapshots are listed after the others are converted."""
+    from mlh.file_output import check_output_folder
     from mlh.io.gears_h import read_gears_h_snapshot
     from mlh.record.io import write_record
 
-    records = [(path, read_gears_h_snapshot(path)) for path in snapshots]  # all read first
-    for path, record in records:
+    check_output_folder(output)
+    problems = []
+    for path in snapshots:
+        try:
+            record = read_gears_h_snapshot(path)
+        except MLHError as err:
+            problems.append(str(err))
+            continue
         write_record(record, output / f"{Path(path).resolve().name}.nc")
-    typer.echo(f"{len(records)} records written to {output}")
+    typer.echo(f"{len(snapshots) - len(problems)} records written to {output}, {len(problems)} failed")
+    report_failures(problems)
 
 
 @app.command()
@@ -146,8 +163,12 @@ def summarize(
     table: Annotated[Optional[Path], typer.Option(help="Write the table here (NetCDF).")] = None,
 ) -> None:
     """Print a table of the records in DIRECTORY (energies in eV, times in s)."""
+    from mlh.file_output import check_output_file
     from mlh.io.summary import plot_decay, summarize_records
     from mlh.record.io import record_files
+
+    check_output_file(plot, "--plot")
+    check_output_file(table, "--table")
 
     paths = record_files([directory])
     summary = summarize_records(paths)

@@ -288,13 +288,13 @@ def predict_record(
     if isinstance(structure, HamiltonianRecord):
         base = structure
         n_electrons = base.labels.n_electrons
+        species = layouts.species_index(base.numbers, source, base.ghost, predictor.name)
         check_model_basis(base.basis, layouts.basis, base.numbers, source)
-        species = layouts.species_index(base.numbers, source, base.ghost)
         if correction:
             _check_baseline(base, predictor, source)
     else:
         atoms = structure
-        species = layouts.species_index(atoms.numbers, source, ghost_mask(atoms))
+        species = layouts.species_index(atoms.numbers, source, ghost_mask(atoms), predictor.name)
         i, j, _, vector = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
         check_min_distance(vector, i, j, source)  # before the costlier overlap or H0
         if correction:
@@ -336,6 +336,7 @@ def predict_record(
     provenance = {
         "code": "mlh",
         "task": "prediction",
+        **predictor.provenance,
         "model_parameters": predictor.n_parameters,
         "model_species": " ".join(map(str, layouts.numbers)),
         "bond_cutoff_angstrom": predictor.bond_cutoff,
@@ -362,12 +363,13 @@ def predict_record(
 
 @dataclass(frozen=True)
 class InferenceResult:
-    """Outcome of one structure of a batch: written file, or the error."""
+    """Outcome of one structure of a batch: written (or earlier-written) file, or the error."""
 
     name: str
     path: Path | None
     error: str | None
     seconds: float
+    skipped: bool = False
 
 
 def infer_files(
@@ -380,32 +382,39 @@ def infer_files(
     """Predict a record for every frame of ASE-readable files and every record file (*.nc).
 
     Writes OUTPUT/<name>.nc atomically; existing outputs are skipped (a killed batch
-    resumes). A structure that fails is reported in the results, the others go on.
+    resumes; their results have `skipped` set). An input that fails (an unreadable file,
+    an unknown species, atoms too close, ...) is reported in the results with an error
+    naming it; the others go on. OUTPUT/.mlh.lock keeps a second run out meanwhile.
 
     Raises:
-        MLHError: unreadable input files or no structures at all.
+        MLHError: no input structures at all, or another run writes into OUTPUT.
     """
     from tqdm import tqdm
 
-    from mlh.gpaw.generate import read_structures
+    from mlh.file_output import output_lock
+    from mlh.gpaw.generate import collect_structures
     from mlh.record.io import read_record, write_record
 
     records = [Path(p) for p in inputs if Path(p).suffix == ".nc"]
     items: list[tuple[str, str, object]] = [(p.stem, str(p), p) for p in records]
-    items += read_structures([Path(p) for p in inputs if Path(p).suffix != ".nc"])
+    frames, problems = collect_structures([Path(p) for p in inputs if Path(p).suffix != ".nc"])
+    items += frames
+    results = [InferenceResult(path.stem, None, problem, 0.0) for path, problem in problems]
     if not items:
+        if results:
+            return results
         raise MLHError("no input structures")
-    results = []
-    for name, source, item in tqdm(items, desc="infer", disable=not progress):
-        target = Path(output) / f"{name}.nc"
-        if target.exists():
-            results.append(InferenceResult(name, target, None, 0.0))
-            continue
-        start = time.perf_counter()
-        try:
-            structure = read_record(item) if isinstance(item, Path) else item
-            write_record(predict_record(predictor, structure, source, options), target)
-            results.append(InferenceResult(name, target, None, time.perf_counter() - start))
-        except MLHError as error:
-            results.append(InferenceResult(name, None, str(error), time.perf_counter() - start))
+    with output_lock(output, "mlh infer"):
+        for name, source, item in tqdm(items, desc="infer", disable=None if progress else True):
+            target = Path(output) / f"{name}.nc"
+            if target.exists():
+                results.append(InferenceResult(name, target, None, 0.0, skipped=True))
+                continue
+            start = time.perf_counter()
+            try:
+                structure = read_record(item) if isinstance(item, Path) else item
+                write_record(predict_record(predictor, structure, source, options), target)
+                results.append(InferenceResult(name, target, None, time.perf_counter() - start))
+            except MLHError as error:
+                results.append(InferenceResult(name, None, str(error), time.perf_counter() - start))
     return results

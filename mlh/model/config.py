@@ -156,6 +156,23 @@ class ModelConfig(_Section):
         "H0 the zeroth-step Hamiltonian; training records need H0: mlh generate --baseline)",
     )
 
+    def check_output_degrees(self, onsite_degree: int, offsite_degree: int, prefix: str = "") -> None:
+        """MLHError unless the readouts can reach the irreps degrees a basis needs (an
+        (l1, l2) block needs degree l1 + l2, so 4 with d orbitals): a readout multiplies
+        features of degree max_tensordense_degree (on-site) or bond_centered.max_degree
+        (off-site) with themselves, reaching twice that degree. Checked before training
+        writes anything; e3x would fail deep inside JAX otherwise. `prefix` leads the
+        field names in the message (e.g. "model." for a training configuration)."""
+        for field, degree, needed, kind in (
+            ("atom_centered.max_tensordense_degree", self.atom_centered.max_tensordense_degree,
+             onsite_degree, "on-site"),
+            ("bond_centered.max_degree", self.bond_centered.max_degree, offsite_degree, "off-site"),
+        ):
+            if 2 * degree < needed:
+                raise MLHError(f"{prefix}{field} is {degree}, so the {kind} readout reaches degree "
+                               f"{2 * degree}, but the basis needs degree {needed}: set it to at least "
+                               f"{-(-needed // 2)}")
+
 
 class ScheduleConfig(_Section):
     """Reduce-on-plateau learning-rate schedule (S3.5); patience and cooldown count steps."""

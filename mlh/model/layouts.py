@@ -121,9 +121,12 @@ class OutputLayouts:
         return [chemical_symbols[z] + ("(ghost)" if g else "") for z, g in zip(self.numbers, self.ghosts)]
 
     def species_index(
-        self, numbers: np.ndarray, source: str = "structure", ghost: np.ndarray | None = None
+        self, numbers: np.ndarray, source: str = "structure", ghost: np.ndarray | None = None,
+        model: str = "the model",
     ) -> np.ndarray:
         """Species indices (N,) of atoms with atomic numbers (N,) and ghost flags (N,) (None: no ghosts).
+
+        `source` and `model` name the structure and the model in the error message.
 
         Raises:
             MLHError: a species (element, or ghost of an element) the model lacks.
@@ -137,8 +140,8 @@ class OutputLayouts:
             from ase.data import chemical_symbols
 
             names = ", ".join(chemical_symbols[c // 2] + (" (ghost)" if c % 2 else "") for c in unknown)
-            model = ", ".join(self.species_names)
-            raise MLHError(f"{source}: species {names} not known to the model (it knows {model})")
+            known_names = ", ".join(self.species_names)
+            raise MLHError(f"{source}: species {names} not known to {model} (it knows {known_names})")
         return np.searchsorted(known, codes).astype(np.int32)
 
     def ls(self, species: int) -> tuple[int, ...]:

@@ -3,9 +3,12 @@
 On disk a predictor is a folder:
 - `model.json`: format version, model hyperparameters, species and their basis, cutoffs;
 - `scale_shift.nc`: the scale-shift tables (`mlh.model.scale_shift`);
-- `params.msgpack`: the flax parameters (float32).
+- `params.msgpack`: the flax parameters (float32);
+- `checksums.json`: the SHA-256 of the three files and the model digest (`mlh.model.integrity`).
 `save` writes a complete folder under a temporary name and renames it into place, so a
-reader never sees half a model. `load` checks every part and names the bad file.
+reader never sees half a model. `load` checks the files against their digests (a folder
+without `checksums.json`, written before digests existed, loads with an MLHWarning), then
+every part, and names the bad file.
 """
 
 from __future__ import annotations
@@ -14,21 +17,23 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
-from mlh.errors import MLHError
+from mlh.errors import MLHError, MLHWarning
 from mlh.model.config import ModelConfig
 from mlh.model.graph import PAD_DISTANCE
+from mlh.model.integrity import CHECKSUM_FILE, folder_digest, verify_checksums, write_checksums
 from mlh.model.layouts import OutputLayouts
 from mlh.model.scale_shift import ScaleShift, read_scale_shift, write_scale_shift
 from mlh.record.basis import Basis, SpeciesBasis
 
-__all__ = ["FORMAT_VERSION", "Predictor", "basis_to_dict", "basis_from_dict"]
+__all__ = ["FORMAT_VERSION", "Predictor", "basis_to_dict", "basis_from_dict", "seal"]
 
 FORMAT_VERSION = "1"
 
@@ -63,6 +68,9 @@ class Predictor:
         stats: scale-shift tables.
         params: flax parameter pytree.
         metadata: free-form training summary (JSON-able).
+        digest: the model digest (SHA-256 of its files) of a saved or loaded model; None
+            for parameters that were never saved.
+        name: what messages call the model (its folder once saved or loaded).
     """
 
     config: ModelConfig
@@ -70,6 +78,8 @@ class Predictor:
     stats: ScaleShift
     params: Any
     metadata: dict
+    digest: str | None = None
+    name: str = "the model"
 
     @property
     def model(self):
@@ -119,8 +129,14 @@ class Predictor:
     def initialise(
         cls, config: ModelConfig, layouts: OutputLayouts, stats: ScaleShift, seed: int = 0
     ) -> Predictor:
-        """A predictor with freshly initialised parameters."""
+        """A predictor with freshly initialised parameters.
+
+        Raises:
+            MLHError: readouts that cannot reach the degrees of the layouts' basis.
+        """
         import jax
+
+        config.check_output_degrees(layouts.onsite_degree, layouts.offsite_degree)
 
         predictor = cls(config, layouts, stats, params=None, metadata={})
         return predictor.with_params(predictor.model.init(jax.random.PRNGKey(seed), *predictor._init_inputs()))
@@ -138,10 +154,13 @@ class Predictor:
         return jax.eval_shape(self.model.init, jax.random.PRNGKey(0), *self._init_inputs())
 
     def with_params(self, params: Any, metadata: dict | None = None) -> Predictor:
-        return Predictor(self.config, self.layouts, self.stats, params, metadata or self.metadata)
+        """The same model with other parameters (never saved: no digest)."""
+        return Predictor(self.config, self.layouts, self.stats, params, metadata or self.metadata,
+                         name=self.name)
 
-    def save(self, folder: Path) -> None:
-        """Write the predictor folder atomically (replacing an existing one)."""
+    def save(self, folder: Path) -> str:
+        """Write the predictor folder atomically (replacing an existing one), its checksums
+        included; return the model digest."""
         from flax import serialization
 
         folder = Path(folder)
@@ -158,6 +177,7 @@ class Predictor:
             (tmp / "model.json").write_text(json.dumps(description, indent=1))
             write_scale_shift(self.stats, tmp / "scale_shift.nc")
             (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(_to_numpy(self.params)))
+            digest = write_checksums(tmp)
             old = folder.with_name(f".{folder.name}.old")
             if folder.exists():
                 os.replace(folder, old)
@@ -166,15 +186,25 @@ class Predictor:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        return digest
 
     @classmethod
     def load(cls, folder: Path) -> Predictor:
-        """Read a predictor folder; MLHError naming the missing or corrupt file."""
+        """Read a predictor folder; MLHError naming the missing, corrupt or changed file.
+
+        A folder without checksums.json (older than model digests) loads with an
+        MLHWarning: its files cannot be checked.
+        """
         from flax import serialization
 
         folder = Path(folder)
         if not folder.is_dir():
             raise MLHError(f"{folder}: no such model folder")
+        digest = verify_checksums(folder)
+        if digest is None:
+            warnings.warn(MLHWarning(
+                f"{folder}: no {CHECKSUM_FILE}, so the model files cannot be checked for corruption "
+                f"(a model saved before digests); `mlh seal {folder}` writes one"), stacklevel=2)
         description_path = folder / "model.json"
         try:
             description = json.loads(description_path.read_text())
@@ -191,7 +221,8 @@ class Predictor:
         except (OSError, ValueError, KeyError, TypeError, ValidationError) as error:
             raise MLHError(f"{description_path}: missing or corrupt model description ({error})") from error
         stats = read_scale_shift(folder / "scale_shift.nc")
-        predictor = cls(config, layouts, stats, params=None, metadata=description.get("metadata", {}))
+        predictor = cls(config, layouts, stats, params=None, metadata=description.get("metadata", {}),
+                        name=str(folder))
         template = predictor._parameter_shapes()
         params_path = folder / "params.msgpack"
         try:
@@ -200,7 +231,28 @@ class Predictor:
             _check_shapes(template, params)
         except Exception as error:  # msgpack and flax raise many types for corrupt bytes
             raise MLHError(f"{params_path}: missing or corrupt parameters ({error})") from error
-        return predictor.with_params(params)
+        return replace(predictor, params=params, digest=digest or folder_digest(folder))
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What a predicted record says of its model: folder and digest."""
+        return {"model": self.name, "model_sha256": self.digest or "none (parameters never saved)"}
+
+
+def seal(folder: Path) -> str:
+    """Write checksums.json for a model folder that has none (older than digests), after
+    checking that the folder loads; return the model digest.
+
+    Raises:
+        MLHError: the folder already has checksums.json, or does not load.
+    """
+    folder = Path(folder)
+    if (folder / CHECKSUM_FILE).exists():
+        raise MLHError(f"{folder / CHECKSUM_FILE}: the model already has checksums")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MLHWarning)
+        Predictor.load(folder)
+    return write_checksums(folder)
 
 
 def _to_numpy(params: Any) -> Any:

@@ -246,14 +246,14 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
 
     from mlh.train.optim import learning_rate_scale
 
+    data = config.data
+    train_files, valid_files = split_files(data)
+    layouts = dataset_layouts(train_files)
+    config.model.check_output_degrees(layouts.onsite_degree, layouts.offsite_degree, "model.")
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     with atomic_output(output / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-
-    data = config.data
-    train_files, valid_files = split_files(data)
-    layouts = dataset_layouts(train_files)
     atom_cutoff = config.model.atom_centered.radial_basis.cutoff
     bond_cutoff = config.model.bond_centered.cutoff
     if data.partition is None:
@@ -301,7 +301,7 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
         order = rng.permutation(len(train_samples))
         batches = range(0, len(order), per_step)
         losses = []
-        for first in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+        for first in tqdm(batches, desc=f"epoch {epoch}", disable=None if progress else True, leave=False):
             group = [train_samples[i] for i in order[first : first + per_step]]
             if data.partition is None:
                 batch = collate(group, data.atoms_pad_multiple, data.nl_pad_multiple, data.bond_fraction, rng)
