@@ -18,10 +18,21 @@ from tests.structures import rotate_structure, wse2_primitive
 pytestmark = [pytest.mark.gpaw, pytest.mark.usefixtures("float64")]
 
 
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.load(MODEL)
 
-def test_forces_are_minus_the_gradient_of_the_free_energy():
+
+@pytest.fixture(scope="module")
+def dft_calculator(predictor):
+    """One dft-route calculator for the tests that need no fresh one (its GPAW setup and
+    compiled functions are reused)."""
+    return MLHCalculator(predictor, route="dft", kpts=(2, 2, 1), skin=1.0)
+
+
+def test_forces_are_minus_the_gradient_of_the_free_energy(dft_calculator):
     atoms = wse2_primitive(rattle=0.08, seed=5)
-    calculator = MLHCalculator(Predictor.load(MODEL), route="dft", kpts=(2, 2, 1), skin=1.0)
+    calculator = dft_calculator
     forces = calculator.get_forces(atoms)
     without = MLHCalculator(calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
                             response=False).get_forces(atoms)
@@ -40,12 +51,11 @@ def test_forces_are_minus_the_gradient_of_the_free_energy():
     assert np.abs(without - forces).max() > 0.05
 
 
-def test_atoms_crossing_the_cell_boundary():
+def test_atoms_crossing_the_cell_boundary(predictor):
     """The model's topology keeps an atom that left the cell unwrapped; GPAW wraps it. The
     route translates between the two Bloch gauges: same result as a fresh calculator."""
     atoms = wse2_primitive(rattle=0.05, seed=2)
     atoms.positions[0, :2] = 0.02  # W just inside the cell corner
-    predictor = Predictor.load(MODEL)
     moving = MLHCalculator(predictor, route="dft", kpts=(2, 2, 1), skin=1.0)
     moving.get_forces(atoms)
     crossed = atoms.copy()
@@ -56,11 +66,6 @@ def test_atoms_crossing_the_cell_boundary():
     np.testing.assert_allclose(forces, fresh.get_forces(crossed), atol=1e-6)
     assert moving.get_potential_energy(crossed) == pytest.approx(
         fresh.get_potential_energy(crossed), abs=1e-7)
-
-
-@pytest.fixture(scope="module")
-def dft_calculator():
-    return MLHCalculator(Predictor.load(MODEL), route="dft", kpts=(2, 2, 1), skin=1.0)
 
 
 @settings(max_examples=2, deadline=None)
