@@ -1,4 +1,4 @@
-"""`mlh-analyze pdos | bands | hole | compare | density | doping`: analysis of records.
+"""`mlh-analyze pdos | bands | hole | compare | density | doping | transport`: analysis of records.
 
 Each command reads Hamiltonian records, calls the analysis library and writes xarray
 Datasets to NetCDF (atomically) plus a figure when asked. Energies in eV, lengths in Å.
@@ -19,6 +19,7 @@ import typer
 
 from analysis.cli_options import parse_interval, parse_species
 from analysis.doping.cli import doping
+from analysis.transport.cli import transport
 from mlh.cli.app import Application, report_failures, reports_errors
 from mlh.errors import MLHError
 
@@ -279,3 +280,4 @@ def density(
                f"{'x'.join(map(str, result.density.shape[1:]))} grid written to {output}")
 
 app.command()(doping)
+app.command()(transport)
