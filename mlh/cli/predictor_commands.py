@@ -180,7 +180,11 @@ def evaluate(
             except MLHError as err:
                 problems.append(str(err))
 
-    result = evaluate_pairs(pairs(), window=window)
+    try:
+        result = evaluate_pairs(pairs(), window=window)
+    except MLHError:
+        report_failures(problems)  # every record failed: list why
+        raise
     result.attrs.update(predictor.provenance)
     typer.echo(json.dumps(write_evaluation(result, window, output, plot), indent=1))
     typer.echo(f"metrics of {len(files) - len(problems)} records written to {output}, "

@@ -118,6 +118,24 @@ def test_close_atoms_are_reported(wse2_model, tmp_path):
     assert not list((tmp_path / "out").glob("*.nc"))
 
 
+def test_infer_finishes_good_inputs_and_lists_bad_ones(wse2_model, tmp_path):
+    """Batch policy (issue 19, case 7): the good structure is predicted, the unreadable file
+    gets one line, exit code 1; no progress-bar updates without a terminal (case 8)."""
+    bad = tmp_path / "broken.xyz"
+    bad.write_text("3\nnot a comment\nH 0 0\n")
+    out = tmp_path / "predicted"
+    result = runner.invoke(app, ["infer", str(wse2_model / "model"), str(bad), str(wse2_model / "wse2.extxyz"),
+                                 "-o", str(out)])
+    assert result.exit_code == 1
+    assert [p.name for p in out.glob("*.nc")] == ["wse2-0000.nc"]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {bad}: not a readable structure file")
+    assert f"1 records written, 1 failed, 0 skipped (finished earlier), to {out}" in result.stdout
+    assert "\r" not in result.output
+    provenance = read_record(out / "wse2-0000.nc").provenance
+    assert provenance["model_sha256"] == Predictor.load(wse2_model / "model").digest
+
+
 def test_different_basis_is_reported(wse2_model, tmp_path):
     record = read_record(wse2_model / "wse2.nc")
     species = tuple(
