@@ -83,8 +83,11 @@ def transport(
     from analysis.transport.dataset import plot_transmission, transport_dataset
     from analysis.transport.device import two_terminal_device
     from analysis.transport.transmission import check_bias_window, transmission
+    from mlh.file_output import check_output_file
     from mlh.record.io import read_record, write_dataset
 
+    check_output_file(output)
+    check_output_file(plot, "--plot")
     lower, upper = parse_interval(energies, "--energies")
     biases = _floats(bias, "--bias")
     if (electrode is None) == (electrode_cells is None):
