@@ -17,7 +17,8 @@ predicted pristine cell's (dense spectrum, 24x12x1 k-points).
 2. Accuracy (--gpaw-record, the GPAW record of `examples/transport_devices.py --only small`,
    made by `mlh generate`): the same device predicted; T(E) (81 energies, transverse grid 1x2x1) and
    I(V) of both, each at its own E_F; the mean |log10 T_pred - log10 T_ref| over the bias
-   window and over the whole grid, and I_pred / I_ref (as seed 004 table 6).
+   window and over the whole grid, and I_pred / I_ref (as seed 004 table 6); the figure of
+   both T(E) in benchmarks/results/transport_small.png (as seed 004 figure 6).
 
 Prints a JSON summary and saves it to benchmarks/results/transport.json (a part run alone,
 --skip-cost or without --gpaw-record, keeps the other part's entry). Units: s, GiB, eV, A.
@@ -139,6 +140,7 @@ def accuracy(work: Path, gpaw_record: Path, threads: int) -> dict:
     import xarray as xr
     from ase.io import read
 
+    from analysis.transport.dataset import plot_transmission
     from mlh.model.predictor import Predictor
     from mlh.record.io import read_record
 
@@ -155,10 +157,11 @@ def accuracy(work: Path, gpaw_record: Path, threads: int) -> dict:
                "--bias", ",".join(map(str, biases)), "--kpts", "1x2x1"]
     result = {}
     for name, path in (("gpaw", gpaw_record), ("predicted", prediction)):
-        output = work / f"small_{name}.nc"
-        result[f"{name}_cost"] = run_transport(path, output, [*options, "--plot", str(output.with_suffix(".png"))],
-                                               threads)
+        result[f"{name}_cost"] = run_transport(path, work / f"small_{name}.nc", options, threads)
     with xr.open_dataset(work / "small_gpaw.nc") as ref, xr.open_dataset(work / "small_predicted.nc") as pred:
+        plot_transmission(pred, REPOSITORY / "benchmarks" / "results" / "transport_small.png",
+                          title="WSe2, 16 x 1 cells, one Se vacancy: predicted vs GPAW H", reference=ref,
+                          labels=("predicted H", "GPAW H"))
         result.update({
             "atoms": reference.n_atoms,
             "fermi_level_gpaw_eV": ref.attrs["fermi_level"], "fermi_level_predicted_eV": pred.attrs["fermi_level"],
@@ -174,7 +177,7 @@ def accuracy(work: Path, gpaw_record: Path, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("out/transport"))
-    parser.add_argument("--lengths", default="40,80,160,334")
+    parser.add_argument("--lengths", default="40,160,340")
     parser.add_argument("--energies", type=int, default=400)
     parser.add_argument("--scaling-energies", type=int, default=20)
     parser.add_argument("--blas-threads", type=int, default=1)

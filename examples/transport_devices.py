@@ -7,8 +7,8 @@ be cut from the device's own ends (`mlh-analyze transport --electrode-cells LENG
 
     small   16 x 1, one Se vacancy (periodic along y: a line of vacancies 5.75 Å apart;
             small enough for a GPAW reference, ~95 atoms)
-    sheet   16 x 3, three Se vacancies at scattered sites
-    line    16 x 3, a line of three Se vacancies across the whole width (a cut)
+    sheet   16 x 2, two Se vacancies at scattered sites
+    line    16 x 2, a line of two Se vacancies across the whole width (a cut)
 
 Usage: python examples/transport_devices.py OUT.extxyz [--only small]
 """
@@ -53,9 +53,8 @@ def devices() -> dict[str, Atoms]:
     """The example devices by name."""
     return {
         "small": remove_selenium(pristine(LENGTH, 1), [(0.5, 0.5, True)]),
-        "sheet": remove_selenium(pristine(LENGTH, 3), [(0.42, 0.2, True), (0.5, 0.55, False),
-                                                        (0.58, 0.85, True)]),
-        "line": remove_selenium(pristine(LENGTH, 3), [(0.5, y, True) for y in (0.15, 0.5, 0.83)]),
+        "sheet": remove_selenium(pristine(LENGTH, 2), [(0.42, 0.25, True), (0.58, 0.75, False)]),
+        "line": remove_selenium(pristine(LENGTH, 2), [(0.5, y, True) for y in (0.25, 0.75)]),
     }
 
 

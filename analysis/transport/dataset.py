@@ -51,14 +51,22 @@ def transport_dataset(result: Transmission, fermi_level: float, biases: np.ndarr
         **dict(attrs or {}), **provenance_attrs(provenance)})
 
 
-def plot_transmission(ds: xr.Dataset, path: str | os.PathLike, title: str = "") -> Path:
-    """Log-scale T(E - E_F) with the largest bias window shaded; saved atomically to `path`."""
+def plot_transmission(ds: xr.Dataset, path: str | os.PathLike, title: str = "",
+                      reference: xr.Dataset | None = None, labels: tuple[str, str] = ("T(E)", "reference")) -> Path:
+    """Log-scale T(E - E_F) with the largest bias window shaded; saved atomically to `path`.
+
+    `reference` (another result on its own E_F) is drawn dashed for comparison, e.g. GPAW's
+    H against a predicted one (seed 004 figure 6).
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     values = np.clip(ds.transmission.values, 1e-30, None)
-    ax.semilogy(ds.energy.values, values, color="C0", lw=1.2, label="T(E)")
+    ax.semilogy(ds.energy.values, values, color="C0", lw=1.2, label=labels[0])
+    if reference is not None:
+        ax.semilogy(reference.energy.values, np.clip(reference.transmission.values, 1e-30, None), color="C3",
+                    lw=1.0, ls="--", label=labels[1])
     bias = float(np.abs(ds.bias.values).max()) if ds.sizes.get("bias") else 0.0
     if bias > 0:
         ax.axvspan(-bias / 2, bias / 2, color="0.85", zorder=0,
