@@ -1,2 +1,2 @@
 """Electronic-structure analysis of Hamiltonian records: spectra, DOS/PDOS, band structures,
-hole concentrations, and the `mlh-analyze` command line."""
+hole concentrations, two-terminal transport, and the `mlh-analyze` command line."""
