@@ -222,4 +222,5 @@ def doping(
         with atomic_output(output / "summary.txt") as tmp:
             tmp.write_text(text)
         typer.echo(text, nl=False)
-    report_failures([f"{tasks[name].source}: {error}" for name, error in outcome.failures.items()])
+    report_failures([error if error.startswith(tasks[name].source) else f"{tasks[name].source}: {error}"
+                     for name, error in outcome.failures.items()])

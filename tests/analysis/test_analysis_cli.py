@@ -28,7 +28,7 @@ def run(*args: str):
 
 def assert_failed_cleanly(result, *fragments: str) -> None:
     assert result.exit_code == 1, result.output
-    message = result.output.strip().splitlines()
+    message = result.stderr.strip().splitlines()  # stdout may hold a batch's summary line
     assert len(message) == 1 and message[0].startswith("error: "), result.output
     for fragment in fragments:
         assert fragment in message[0], message[0]

@@ -61,7 +61,9 @@ def test_structures_to_posterior_with_one_failing_structure(tmp_path):
     result = run(tmp_path / "layers.extxyz", "--model", MODEL, "-o", out, *DESIGN,
                  "--workers", "1", *FAST_STATS)
     assert result.exit_code == 1, result.output
-    assert "1 of 6 structures failed" in result.output
+    assert "structures: 6 (5 ok, 1 failed" in result.stdout
+    [line] = result.stderr.splitlines()  # the batch policy: one line per failed structure
+    assert line.startswith(f"error: {tmp_path / 'layers.extxyz'}@5: ")
     with xr.open_dataset(out / "hole_concentrations.nc") as table:
         assert list(table["status"].values) == ["ok"] * 5 + ["failed"]
         assert "0.5" in str(table["error"].values[5])

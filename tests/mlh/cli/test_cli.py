@@ -67,7 +67,8 @@ def test_failed_scf_is_listed_and_exit_is_nonzero(tmp_path, water_file):
     result = runner.invoke(app, ["generate", str(water_file), "-o", str(out),
                                  "--config", str(config), "--no-progress"])
     assert result.exit_code == 1
-    assert "2 structures failed" in result.output
+    assert "0 records written, 2 failed" in result.stdout
+    assert len(result.stderr.splitlines()) == 2  # one line per failed structure
     failures = json.loads((out / "failures.json").read_text())
     assert "SCF did not converge" in failures["water-0000"]["error"]
     assert not list(out.glob("*.nc"))

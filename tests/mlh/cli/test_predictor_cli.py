@@ -102,7 +102,7 @@ def test_unknown_species_is_reported(wse2_model, gpaw_records, tmp_path):
     write(tmp_path / "water.extxyz", atoms)
     result = _infer(wse2_model / "model", tmp_path / "water.extxyz", tmp_path / "out")
     assert result.exit_code == 1
-    assert "species H, O not known to the model" in result.output
+    assert f"species H, O not known to {wse2_model / 'model'}" in result.output
     assert not list((tmp_path / "out").glob("*.nc"))
 
 
