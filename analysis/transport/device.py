@@ -90,24 +90,25 @@ def _coupling_length(record: HamiltonianRecord, axis: int) -> float:
 
 
 def _unwrap(record: HamiltonianRecord, axis: int) -> HamiltonianRecord:
-    """The record with atoms just below the cell's far face along `axis` moved one cell back.
+    """The record with every atom moved by whole cell vectors a_axis to its coordinate in [~0, L).
 
-    Positions wrapped by GPAW to x = L - epsilon belong to the device's start, not its end;
-    moving atom i by -a_axis changes the shifts of its pairs (R + e for i as the second atom,
-    R - e as the first), which keeps every pair in its stored orientation.
+    Positions wrapped by GPAW to x = L - epsilon belong to the device's start, not its end,
+    and positions outside the cell are brought in. Moving atom i by -n_i a_axis changes the
+    shift of pair (i, j, R) to R + (n_j - n_i) e_axis, which keeps every pair vector and every
+    pair in its stored orientation.
     """
+    length = _axis_length(record.cell, axis)
     x = _axis_coordinates(record.positions, record.cell, axis)
-    fraction = (record.positions @ np.linalg.inv(record.cell)[:, axis])
-    moved = fraction * _axis_length(record.cell, axis) - x > _axis_length(record.cell, axis) / 2
-    if not moved.any():
+    raw = record.positions @ np.linalg.inv(record.cell)[:, axis] * length
+    cells = np.rint((raw - x) / length).astype(np.int64)
+    if not cells.any():
         return record
     import dataclasses
 
     step = np.zeros(3, dtype=np.int64)
     step[axis] = 1
-    shift = (record.pair_shift + np.outer(moved[record.pair_j], step)
-             - np.outer(moved[record.pair_i], step))
-    return dataclasses.replace(record, positions=record.positions - np.outer(moved, record.cell[axis]),
+    shift = record.pair_shift + np.outer(cells[record.pair_j] - cells[record.pair_i], step)
+    return dataclasses.replace(record, positions=record.positions - np.outer(cells, record.cell[axis]),
                                pair_shift=shift)
 
 

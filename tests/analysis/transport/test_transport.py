@@ -115,6 +115,22 @@ def test_transmission_is_unchanged_by_extra_pristine_cells(wse2, defect_device):
     np.testing.assert_allclose(long.right_to_left, long.left_to_right, rtol=0, atol=1e-10)
 
 
+def test_atoms_wrapped_to_the_far_face_or_outside_the_cell_change_nothing(wse2):
+    """The same device with atom 0 moved by +a1 (as GPAW wraps x = -0.001 Å to x = L - 0.001 Å)
+    and atom 4 by -a1, pair shifts adjusted so that every pair vector is unchanged."""
+    device = tiled(wse2, 8)
+    cells = np.zeros(device.n_atoms, dtype=np.int64)
+    cells[0], cells[4] = 1, -1
+    moved = dataclasses.replace(
+        device, positions=device.positions + np.outer(cells, device.cell[0]),
+        pair_shift=device.pair_shift - np.outer(cells[device.pair_j] - cells[device.pair_i], [1, 0, 0]))
+    np.testing.assert_allclose(moved.pair_vectors, device.pair_vectors, atol=1e-12)
+    energy = wse2.labels.fermi_level + np.array([1.6])
+    results = [transmission(two_terminal_device(r, axis=0, electrode_cells=8), energy, K, eta=ETA).left_to_right
+               for r in (device, moved)]
+    np.testing.assert_allclose(results[1], results[0], rtol=0, atol=1e-10)
+
+
 def test_electrodes_that_do_not_match_the_device_ends_are_refused(wse2):
     device = tiled(wse2, 12)
     with pytest.raises(MLHError, match="do not hold the same atoms"):
