@@ -15,10 +15,10 @@ stacks them, one per device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from mlh.model.graph import PAD_DISTANCE, StructureGraph, build_graph
@@ -58,19 +58,15 @@ class Sample:
         return self.graph.n_atoms if self.n_labelled is None else self.n_labelled
 
 
-class Batch(NamedTuple):
-    """A padded graph of one or more structures (arrays ready for jax).
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True, kw_only=True)
+class Batch(StructureGraph):
+    """A padded graph of one or more structures (a jax pytree): the graph's species,
+    edges and bonds (`StructureGraph`; bond_shift int32), masks and targets.
 
     Shapes: atoms Na, edges Ne, bonds Nb (all padded); irreps (2, L, F).
     """
 
-    species: np.ndarray
-    edge_center: np.ndarray
-    edge_neighbor: np.ndarray
-    edge_vector: np.ndarray
-    bond_i: np.ndarray
-    bond_j: np.ndarray
-    bond_vector: np.ndarray
     atom_mask: np.ndarray
     bond_mask: np.ndarray
     onsite_target: np.ndarray
@@ -122,7 +118,7 @@ def collate(
 ) -> Batch:
     """One padded Batch of `samples`; with bond_fraction < 1 a random subset of bonds is kept."""
     species, centers, neighbors, edge_vectors, labelled = [], [], [], [], []
-    bond_i, bond_j, bond_vectors, onsite, offsite = [], [], [], [], []
+    bond_i, bond_j, bond_shifts, bond_vectors, onsite, offsite = [], [], [], [], [], []
     offset = 0
     for sample in samples:
         graph = sample.graph
@@ -137,6 +133,7 @@ def collate(
         edge_vectors.append(graph.edge_vector)
         bond_i.append(graph.bond_i[keep] + offset)
         bond_j.append(graph.bond_j[keep] + offset)
+        bond_shifts.append(graph.bond_shift[keep])
         bond_vectors.append(graph.bond_vector[keep])
         onsite.append(sample.onsite)
         offsite.append(sample.offsite[keep])
@@ -163,6 +160,7 @@ def collate(
         edge_vector=pad(edge_vectors, edges_pad, far).astype(np.float32),
         bond_i=pad(bond_i, bonds_pad, np.int32(dummy)).astype(np.int32),
         bond_j=pad(bond_j, bonds_pad, np.int32(dummy)).astype(np.int32),
+        bond_shift=pad(bond_shifts, bonds_pad, np.zeros(3, np.int32)).astype(np.int32),
         bond_vector=pad(bond_vectors, bonds_pad, far).astype(np.float32),
         atom_mask=pad(labelled, atoms_pad, False).astype(np.float32),
         bond_mask=(np.arange(bonds_pad) < n_bonds).astype(np.float32),
@@ -190,6 +188,7 @@ def _pad_batch(batch: Batch, n_atoms: int, n_edges: int, n_bonds: int) -> Batch:
         edge_vector=pad(batch.edge_vector, n_edges, far),
         bond_i=pad(batch.bond_i, n_bonds, dummy),
         bond_j=pad(batch.bond_j, n_bonds, dummy),
+        bond_shift=pad(batch.bond_shift, n_bonds, 0),
         bond_vector=pad(batch.bond_vector, n_bonds, far),
         atom_mask=pad(batch.atom_mask, n_atoms, 0),
         bond_mask=pad(batch.bond_mask, n_bonds, 0),
@@ -204,4 +203,5 @@ def stack_batches(batches: Sequence[Batch]) -> Batch:
     n_edges = max(len(b.edge_center) for b in batches)
     n_bonds = max(len(b.bond_i) for b in batches)
     padded = [_pad_batch(b, n_atoms, n_edges, n_bonds) for b in batches]
-    return Batch(*(np.stack(arrays) for arrays in zip(*padded)))
+    return Batch(**{field.name: np.stack([getattr(b, field.name) for b in padded])
+                    for field in fields(Batch)})
