@@ -200,13 +200,19 @@ class OptimizerConfig(_Section):
 
 
 class LossConfig(_Section):
-    """Weighted MSE + RMSE on masked irreps (S3.6)."""
+    """Weighted MSE + RMSE on masked irreps (S3.6), optionally blind to a constant c·S."""
 
     on_diagonal_weight: float = Field(1.0, ge=0.0)
     off_diagonal_weight: float = Field(4.0, ge=0.0)
     mse_weight: float = Field(1.0, ge=0.0)
     rmse_weight: float = Field(1.0, ge=0.0)
     loss_multiplier: float = Field(5.0, gt=0.0)
+    gauge_invariant: bool = Field(
+        False,
+        description="compare prediction - c S with the target, c (eV) per structure solved in "
+        "closed form over the masked elements: the loss does not see H -> H + c S (same states, "
+        "E_F moved by c); whole records only (no data.partition)",
+    )
 
 
 class TrainConfig(_Section):
@@ -221,6 +227,13 @@ class TrainConfig(_Section):
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     loss: LossConfig = LossConfig()
+
+    @model_validator(mode="after")
+    def _gauge_needs_whole_records(self) -> TrainConfig:
+        if self.loss.gauge_invariant and self.data.partition is not None:
+            raise ValueError("loss.gauge_invariant needs the overlap of whole records; "
+                             "slices (data.partition) do not carry it")
+        return self
 
 
 def load_config(path: Path) -> TrainConfig:

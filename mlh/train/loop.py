@@ -234,8 +234,15 @@ def _write_metrics(history: list[dict], path: Path) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None] = print) -> Predictor:
+def train(
+    config: TrainConfig, progress: bool = True, log: Callable[[str], None] = print,
+    time_limit: float | None = None,
+) -> Predictor:
     """Train (or resume training) as configured; returns the best predictor (also saved).
+
+    With `time_limit` (s), training stops after the first epoch at which the epochs logged so
+    far (resumed runs included) have taken that long; the run validates and checkpoints that
+    epoch, so a later call continues it.
 
     Raises:
         MLHError: bad data (unknown species, mismatched basis, missing files) or a
@@ -257,9 +264,9 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
     atom_cutoff = config.model.atom_centered.radial_basis.cutoff
     bond_cutoff = config.model.bond_centered.cutoff
     if data.partition is None:
-        target = config.model.target
-        train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff, target)
-        valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff, target)
+        target, overlap = config.model.target, config.loss.gauge_invariant
+        train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff, target, overlap)
+        valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff, target, overlap)
     else:
         from mlh.train.partition_io import partitioned_samples
 
@@ -295,7 +302,9 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
 
     params, opt_state, history = state.params, state.opt_state, list(state.history)
     per_step = data.batch_size * (1 if data.partition is None else steps.n_devices)
-    for epoch in range(state.epoch + 1, config.n_epochs + 1):
+    spent = sum(row["epoch_seconds"] for row in history)
+    first_epoch = config.n_epochs + 1 if time_limit is not None and spent >= time_limit else state.epoch + 1
+    for epoch in range(first_epoch, config.n_epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng([data.split_seed, epoch])
         order = rng.permutation(len(train_samples))
@@ -322,16 +331,21 @@ def train(config: TrainConfig, progress: bool = True, log: Callable[[str], None]
             "compilations": len(steps.shapes),
             "step_memory_mib": steps.peak_step_memory_mib,
         }
-        if valid_samples and (epoch % config.valid_every == 0 or epoch == config.n_epochs):
+        spent += row["epoch_seconds"]
+        out_of_time = time_limit is not None and spent >= time_limit
+        if valid_samples and (epoch % config.valid_every == 0 or epoch == config.n_epochs or out_of_time):
             row.update(_validate(steps, params, valid_samples, predictor, config, tables))
             if row["valid_loss"] < best:
                 best = row["valid_loss"]
                 predictor.with_params(params, {**metadata, "best": row}).save(output / "model")
         history.append(row)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if epoch % config.checkpoint_every == 0 or epoch == config.n_epochs:
+        if epoch % config.checkpoint_every == 0 or epoch == config.n_epochs or out_of_time:
             save_checkpoint(TrainState(params, opt_state, epoch, history), checkpoint)
             _write_metrics(history, output / "metrics.csv")
+        if out_of_time:
+            log(f"time limit of {time_limit:g} s reached after epoch {epoch}")
+            break
     if not valid_samples:
         predictor.with_params(params, {**metadata, "last": history[-1] if history else {}}).save(
             output / "model"
