@@ -76,6 +76,16 @@ def test_corrupt_checkpoint_is_reported(tmp_path, wse2_files):
         train(config, progress=False, log=lambda _: None)
 
 
+def test_gauge_invariant_loss_trains_and_time_limit_stops(tmp_path, wse2_files):
+    config = tiny_config(tmp_path, wse2_files, loss={"gauge_invariant": True},
+                         optimizer={"name": "adam", "lr": 0.005})
+    train(config, progress=False, log=lambda _: None, time_limit=1e-6)
+    assert len(_history(config.output)) == 1 and "valid_loss" in _history(config.output)[0]
+    train(config, progress=False, log=lambda _: None)  # resumes without the limit
+    losses = [float(row["train_loss"]) for row in _history(config.output)]
+    assert len(losses) == 4 and losses[-1] < 0.75 * losses[0]
+
+
 @pytest.mark.slow
 def test_overfits_one_structure_below_1_meV(tmp_path, water_files, gpaw_records):
     """~3 min on 2 cores: 3,500 full-batch steps on the water molecule (reaches ~0.3 meV)."""

@@ -72,6 +72,23 @@ def test_perturbed_hamiltonian_is_variational(gpaw_records, route):
     assert abs(result.harris_free_energy - reference.free_energy) < excess
 
 
+def test_energy_unchanged_by_c_times_s(gpaw_records, route):
+    """H and H + c S have the same states: the same energy (E_F moves by c).
+
+    Forces of a fixed record are not compared: GPAW's LCAO forces of a given H use its
+    energy-weighted density matrix, which moves by c rho; only the route's forces with the
+    model's dH/dR (physics.dft.forces) are -dE/dR and so unchanged.
+    """
+    from mlh.inference.metrics import gauge_aligned
+
+    _, record = gpaw_records("water")
+    reference = route("water")
+    shifted = dft_functional_for_record(gauge_aligned(record, -0.7))  # H + 0.7 eV S
+    assert shifted.free_energy == pytest.approx(reference.free_energy, abs=1e-6)
+    assert shifted.energy == pytest.approx(reference.energy, abs=1e-6)
+    assert shifted.fermi_level == pytest.approx(reference.fermi_level + 0.7, abs=1e-6)
+
+
 def test_bad_hamiltonians(gpaw_records):
     atoms, record = gpaw_records("water")
     settings = settings_from_record(record)

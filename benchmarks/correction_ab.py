@@ -1,0 +1,174 @@
+"""A/B benchmark of issue 16: a direct model (learns H) against a correction model (learns
+dH = H - H0, H0 the zeroth-step Hamiltonian) on the same GPAW records.
+
+    .venv/bin/mlh recipe wse2 -n 20 --seed 11 -o example_data/wse2_3x2.extxyz
+    .venv/bin/mlh generate example_data/wse2_3x2.extxyz -o example_data/wse2_3x2_h0 \
+        --config examples/wse2_gpaw.yaml --baseline
+    .venv/bin/python benchmarks/correction_ab.py --data example_data/wse2_3x2_h0 \
+        --config examples/wse2_model.yaml --epochs 100 --wall 900 --sizes 4,8,16
+
+Every run uses the configuration's architecture, optimizer and validation split
+(`data.valid_fraction`, `split_seed`), the same number of epochs and the same training-time
+budget (`--wall`, seconds of training epochs); they differ only in the target
+(`model.target`), optionally the gauge-invariant loss (arms `*_gauge`), and the number of
+training records (`data.n_train`: the first N of the training split, so sizes are nested).
+For each run the best model (lowest validation loss) is evaluated on the validation records:
+H MAE all / on-site / off-site / per species pair, eigenvalue MAE within E_F +- 5 eV at
+Γ, raw and after the best constant shift c·S per structure. The first entry, `baseline_H0`,
+is H0 itself against H: what no learning gives.
+
+Runs train in RUNS/<data name>_<records>/<arm>_n<size>_e<epochs> and resume after a kill; finished runs (in the results
+JSON with the same data, configuration, epochs and budget) are not redone. Results are
+written after every run to benchmarks/results/correction_ab_<data name>.json. Units: meV, s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from mlh.inference.evaluation import evaluate_pairs
+from mlh.inference.metrics import gauge_aligned, gauge_shift
+from mlh.inference.prediction import predict_record
+from mlh.model.config import TrainConfig, load_config
+from mlh.record.hamiltonian import HamiltonianRecord
+from mlh.record.io import read_record
+from mlh.train.loop import split_files, train
+
+from _results import write_results
+
+ARMS = {
+    "direct": ("hamiltonian", False),
+    "correction": ("correction", False),
+    "direct_gauge": ("hamiltonian", True),
+    "correction_gauge": ("correction", True),
+}
+"""Arm name: (model.target, loss.gauge_invariant)."""
+
+
+def _summary(metrics) -> dict:
+    """Headline numbers (meV) of an `evaluate_pairs` Dataset."""
+    return {
+        "H_mae": 1000 * float(metrics["mae_all"]),
+        "onsite_mae": 1000 * float(metrics["mae_onsite"]),
+        "offsite_mae": 1000 * float(metrics["mae_offsite"]),
+        "species_pair_mae": {str(k): 1000 * float(v) for k, v in
+                             zip(metrics.species_pair.values, metrics["mae_species_pair"].values)},
+        "eigenvalue_mae_window": 1000 * float(metrics["eigenvalue_mae_window"]),
+    }
+
+
+def evaluation(pairs: list[tuple[str, HamiltonianRecord, HamiltonianRecord]], window: float) -> dict:
+    """Raw and c·S-aligned errors (meV) of (name, predicted, reference) records, and the
+    per-structure shifts c (meV)."""
+    shifts = [gauge_shift(predicted, reference) for _, predicted, reference in pairs]
+    aligned = [(name, gauge_aligned(predicted, c), reference)
+               for (name, predicted, reference), c in zip(pairs, shifts)]
+    return {
+        "raw": _summary(evaluate_pairs(pairs, window)),
+        "aligned": _summary(evaluate_pairs(aligned, window)),
+        "gauge_shift": [1000 * c for c in shifts],
+    }
+
+
+def _baseline(record: HamiltonianRecord) -> HamiltonianRecord:
+    """The record with H replaced by its H0."""
+    return replace(record, H_pair=record.H0_pair, H_onsite=record.H0_onsite)
+
+
+def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, epochs: int) -> TrainConfig:
+    target, gauge = ARMS[arm]
+    return base.model_copy(update={
+        "output": runs / f"{arm}_n{size}_e{epochs}",
+        "n_epochs": epochs,
+        "data": base.data.model_copy(update={"train_path": [data], "valid_path": [], "n_train": size}),
+        "model": base.model.model_copy(update={"target": target}),
+        "loss": base.loss.model_copy(update={"gauge_invariant": gauge}),
+    })
+
+
+def _history(run: Path) -> list[dict[str, str]]:
+    lines = (run / "metrics.csv").read_text().splitlines()
+    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder of records with H0")
+    parser.add_argument("--config", type=Path, default=Path("examples/wse2_model.yaml"))
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--wall", type=float, default=900.0, help="training seconds per run")
+    parser.add_argument("--sizes", default="0", help="training records per run, e.g. 4,8,16; 0: all")
+    parser.add_argument("--arms", default="direct,correction", help=f"of {', '.join(ARMS)}")
+    parser.add_argument("--valid-fraction", type=float, default=None,
+                        help="validation share of the records; default the configuration's")
+    parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
+    parser.add_argument("--runs", type=Path, default=Path("example_output/correction_ab"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    base = load_config(args.config)
+    valid_fraction = base.data.valid_fraction if args.valid_fraction is None else args.valid_fraction
+    base = base.model_copy(update={"data": base.data.model_copy(update={
+        "train_path": [args.data], "valid_path": [], "valid_fraction": valid_fraction})})
+    train_files, valid_files = split_files(base.data)
+    out = args.out or Path(f"benchmarks/results/correction_ab_{args.data.name}.json")
+    n_records = len(train_files) + len(valid_files)
+    runs = args.runs / f"{args.data.name}_{n_records}"
+    settings = {
+        "data": str(args.data), "config": str(args.config),
+        "config_sha256": hashlib.sha256(args.config.read_bytes()).hexdigest()[:16],
+        "epochs": args.epochs, "wall_seconds": args.wall, "window_eV": args.window,
+        "valid_fraction": valid_fraction, "records": n_records,
+    }
+    previous = {}
+    if out.exists():
+        old = json.loads(out.read_text())
+        if old.get("settings") == settings:
+            previous = old.get("runs", {})
+    references = {p.stem: read_record(p) for p in valid_files}
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, 2 shared cores",
+        "settings": settings,
+        "train_records": [p.stem for p in train_files],
+        "valid_records": list(references),
+        "baseline_H0": evaluation([(n, _baseline(r), r) for n, r in references.items()], args.window),
+        "runs": previous,
+    }
+    write_results(result, out)
+    sizes = [int(s) or len(train_files) for s in args.sizes.split(",")]
+    for size in sizes:
+        for arm in args.arms.split(","):
+            key = f"{arm}_n{size}"
+            if key in previous:
+                print(f"{key}: done")
+                continue
+            config = _run_config(base, args.data, runs, arm, size, args.epochs)
+            start = time.perf_counter()
+            predictor = train(config, progress=False, log=lambda line, key=key: print(key, line, flush=True),
+                              time_limit=args.wall)
+            history = _history(config.output)
+            pairs = [(n, predict_record(predictor, r, n), r) for n, r in references.items()]
+            result["runs"][key] = {
+                "arm": arm, "target": ARMS[arm][0], "gauge_invariant_loss": ARMS[arm][1],
+                "train_structures": predictor.metadata.get("n_train"),
+                "parameters": predictor.n_parameters,
+                "epochs_done": len(history),
+                "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
+                "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
+                "this_call_seconds": time.perf_counter() - start,
+                "valid": evaluation(pairs, args.window),
+            }
+            write_results(result, out)
+            valid = result["runs"][key]["valid"]
+            print(f"{key}: H MAE {valid['raw']['H_mae']:.3f} meV (aligned {valid['aligned']['H_mae']:.3f}), "
+                  f"eigenvalues {valid['raw']['eigenvalue_mae_window']:.2f} meV", flush=True)
+
+
+if __name__ == "__main__":
+    main()
