@@ -78,11 +78,13 @@ def transport(
     tolerance: Annotated[float, typer.Option(
         help="Largest difference (eV) allowed between an electrode layer and the device's end.")] = 0.05,
     plot: Annotated[Optional[Path], typer.Option(help="Figure of T(E) with the bias window (PNG).")] = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        min=1, help="Energies solved at once (threads, one BLAS thread each); default all cores.")] = None,
 ) -> None:
     """Transmission T(E) and current I(V) of a two-terminal device (seed 004 section 5)."""
     from analysis.transport.dataset import plot_transmission, transport_dataset
     from analysis.transport.device import two_terminal_device
-    from analysis.transport.transmission import check_bias_window, transmission
+    from analysis.transport.transmission import check_bias_window, default_jobs, transmission
     from mlh.file_output import check_output_file
     from mlh.record.io import read_record, write_dataset
 
@@ -104,7 +106,7 @@ def transport(
     zero = _fermi_level(device_record, device, fermi_level, kpoints, weights)
     grid = zero + np.linspace(lower, upper, points)
     check_bias_window(grid, zero, biases, temperature)
-    result = transmission(setup, grid, kpoints, weights, eta=eta)
+    result = transmission(setup, grid, kpoints, weights, eta=eta, jobs=jobs or default_jobs())
     ds = transport_dataset(result, zero, biases, temperature, attrs={
         "source": str(device), "electrode": str(electrode) if electrode else f"device ends ({electrode_cells} cells)",
         "axis": axis, "eta_eV": eta, "n_blocks": len(setup.blocks),

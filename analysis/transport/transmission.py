@@ -7,6 +7,8 @@ recursive block solver of `analysis.transport.green`. Energies eV, currents A, b
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +18,7 @@ from analysis.transport.device import TwoTerminalDevice
 from analysis.transport.green import recursive_transmission
 from mlh.errors import MLHError
 
-__all__ = ["Transmission", "transmission", "landauer_current", "CONDUCTANCE_QUANTUM", "check_bias_window"]
+__all__ = ["Transmission", "transmission", "default_jobs", "landauer_current", "CONDUCTANCE_QUANTUM", "check_bias_window"]
 
 CONDUCTANCE_QUANTUM = 7.748091729863649e-05
 """2 e^2 / h in siemens (spin-degenerate): I [A] = G0 * integral T(E) (f_L - f_R) dE [eV]."""
@@ -55,14 +57,23 @@ def _blocks(matrix: sp.csr_matrix, blocks: tuple[np.ndarray, ...]):
     return diagonal, upper, lower
 
 
+def default_jobs() -> int:
+    """Cores this process may use: the default number of energies solved at once."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def transmission(device: TwoTerminalDevice, energies: np.ndarray, kpoints: np.ndarray | None = None,
-                 weights: np.ndarray | None = None, eta: float = 1e-4) -> Transmission:
+                 weights: np.ndarray | None = None, eta: float = 1e-4, jobs: int = 1) -> Transmission:
     """T_LR(E, k) and T_RL(E, k) at absolute `energies` (eV) and transverse `kpoints`.
 
     `kpoints` are reduced coordinates of the device cell (their axis component is set to 0);
-    default Γ. `eta` (eV) broadens the electrodes' surface Green's functions only.
+    default Γ. `eta` (eV) broadens the electrodes' surface Green's functions only. `jobs`
+    energies are solved at once, each by one thread with single-threaded BLAS (blocks of a
+    few hundred orbitals gain nothing from threaded BLAS; LAPACK releases the GIL, so the
+    threads share the device's blocks instead of copying them).
     """
     from sisl.physics import RecursiveSI
+    from threadpoolctl import threadpool_limits
 
     energies = np.asarray(energies, dtype=float)
     kpoints = np.zeros((1, 3)) if kpoints is None else np.array(kpoints, dtype=float).reshape(-1, 3)
@@ -75,11 +86,16 @@ def transmission(device: TwoTerminalDevice, energies: np.ndarray, kpoints: np.nd
     for n, k in enumerate(kpoints):
         h_blocks = _blocks(device.hamiltonian.Hk(k, format="csr"), device.blocks)
         s_blocks = _blocks(device.hamiltonian.Sk(k, format="csr"), device.blocks)
-        for m, energy in enumerate(energies):
+
+        def at(energy: float, k=k, h_blocks=h_blocks, s_blocks=s_blocks) -> tuple[float, float]:
             diagonal, upper, lower = ([energy * s - h for s, h in zip(s_part, h_part)]
                                       for s_part, h_part in zip(s_blocks, h_blocks))
             sigma_left, sigma_right = (lead.self_energy(energy, k=k) for lead in leads)
-            t_lr[n, m], t_rl[n, m] = recursive_transmission(diagonal, upper, lower, sigma_left, sigma_right)
+            return recursive_transmission(diagonal, upper, lower, sigma_left, sigma_right)
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
+            values = list(pool.map(at, energies))
+        t_lr[n], t_rl[n] = np.array(values).T
     return Transmission(energies, kpoints, weights, t_lr, t_rl)
 
 
