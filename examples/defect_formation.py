@@ -4,7 +4,8 @@
         --reference Se=-3.48 -o formation/
 
 Relaxes the host supercell and each defect supercell (same cell, fixed) with
-relax.calculator.MLHCalculator, then computes
+relax.calculator.MLHCalculator (--route dft, band, or scf: GPAW's own SCF started from the
+model's density), then computes
 
     E_f = E(defect) - E(host) + sum_i n_i (E_i + mu_i)
 

@@ -2,9 +2,11 @@
 
     .venv/bin/python examples/relax_structure.py cell.extxyz -o relaxed/
     .venv/bin/python examples/relax_structure.py cell.extxyz -o relaxed/ --route band --kpts 2x2x1
+    .venv/bin/python examples/relax_structure.py cell.extxyz -o relaxed/ --route scf   # exact GPAW
 
 The last frame of STRUCTURE (any ASE-readable file) is relaxed at fixed cell with
-relax.calculator.MLHCalculator (default: the bundled WSe2 model on the "dft" route) until
+relax.calculator.MLHCalculator (default: the bundled WSe2 model on the "dft" route; "scf"
+runs GPAW's own SCF from the model's density, so its results are GPAW's) until
 every force is below --fmax; a killed run, started again, continues from its last step,
 and a finished one (same start structure, model, route, criterion) is not redone.
 Writes OUT/relax.traj (every step),

@@ -1,6 +1,6 @@
 """ASE calculator: energies and forces from a machine-learned Hamiltonian.
 
-Two routes (docs/physics.md has the measured accuracy of both):
+Three routes (docs/physics.md has the measured accuracy and cost of each):
 
 - "dft" (default): the model's H fixes the occupied states and GPAW evaluates its
   Kohn-Sham (or Harris-Foulkes) functional and LCAO forces at their density, plus the
@@ -13,6 +13,10 @@ Two routes (docs/physics.md has the measured accuracy of both):
   repulsion (physics.band.repulsion), by default `repulsion.json` in the model folder. Its
   accuracy is that of the model's band energy plus a pair potential: poor for the
   bundled model (see docs/physics.md).
+- "scf": GPAW's own SCF started from the density of the model's H instead of superposed
+  atoms (physics.dft.scf): GPAW's energies and forces to its convergence criteria, in
+  fewer iterations than GPAW's usual start. Along a relaxation each later step starts from
+  the previous converged state moved with the atoms, as GPAW does (`scf_reuse`).
 
 Properties: "energy" (extrapolated to zero width), "free_energy" (Mermin free energy, the
 one the band route's forces belong to) and "forces". Units: eV, Å. Works for periodic
@@ -52,8 +56,8 @@ class MLHCalculator(Calculator):
 
     Args:
         model: a Predictor or its folder.
-        route: "dft" (GPAW's functional at the model's density) or "band" (band energy +
-            repulsion).
+        route: "dft" (GPAW's functional at the model's density), "band" (band energy +
+            repulsion) or "scf" (GPAW's SCF started from the model's density).
         repulsion: band route: a Repulsion or a JSON file; default MODEL/repulsion.json.
         kpts: Monkhorst-Pack grid; default from `kpoint_density` (1 along non-periodic
             directions, Γ for molecules).
@@ -61,16 +65,20 @@ class MLHCalculator(Calculator):
         width: Fermi-Dirac width (eV).
         skin: extra reach of the model's neighbour lists (Å).
         charge: net charge (e).
-        h: dft route: GPAW's grid spacing (Å).
+        h: dft and scf routes: GPAW's grid spacing (Å).
         functional: dft route: "kohn-sham" (variational) or "harris" (Harris-Foulkes) energy
             (the forces are those of the Kohn-Sham free energy either way).
         response: dft route: add the response term to GPAW's forces (exact -dA_KS/dR);
             False for GPAW's forces of the state alone (cheaper, not conservative).
+        maxiter: scf route: most SCF iterations (GPAW's default 300).
+        scf_reuse: scf route: start each SCF after the first from the previous converged
+            state moved with the atoms (GPAW's own reuse) instead of from the model.
         label, atoms, directory: as for ase.calculators.calculator.Calculator.
 
     Attributes:
         last_result: the route's full result of the last calculation
-            (physics.band.route.EnergyResult or physics.dft.functional.DFTFunctionalResult).
+            (physics.band.route.EnergyResult, physics.dft.functional.DFTFunctionalResult or
+            physics.dft.scf.SCFResult).
         seconds: wall time of the last calculation (s).
         n_calculations: calculations done (cache hits excluded).
     """
@@ -80,7 +88,7 @@ class MLHCalculator(Calculator):
     def __init__(
         self,
         model: Predictor | str | os.PathLike,
-        route: Literal["dft", "band"] = "dft",
+        route: Literal["dft", "band", "scf"] = "dft",
         repulsion=None,
         kpts: tuple[int, int, int] | None = None,
         kpoint_density: float = 2.0,
@@ -90,11 +98,13 @@ class MLHCalculator(Calculator):
         h: float = 0.2,
         functional: Literal["kohn-sham", "harris"] = "kohn-sham",
         response: bool = True,
+        maxiter: int = 300,
+        scf_reuse: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if route not in ("band", "dft"):
-            raise CalculatorInputError(f"unknown route {route!r}; choose 'dft' or 'band'")
+        if route not in ("band", "dft", "scf"):
+            raise CalculatorInputError(f"unknown route {route!r}; choose 'dft', 'band' or 'scf'")
         if functional not in ("kohn-sham", "harris"):
             raise CalculatorInputError(f"unknown functional {functional!r}; choose "
                                        f"'kohn-sham' or 'harris'")
@@ -114,6 +124,8 @@ class MLHCalculator(Calculator):
             self._band_route = (self._make_band_route(model, repulsion, skin)
                                 if route == "band" else None)
             self._dft_route = self._make_dft_route(skin) if route == "dft" else None
+            self._scf_route = (self._make_scf_route(maxiter, scf_reuse, skin)
+                               if route == "scf" else None)
         except MLHError as error:
             raise CalculatorInputError(str(error)) from None
         self.last_result = None
@@ -138,34 +150,48 @@ class MLHCalculator(Calculator):
                                kpts=self.kpts, kpoint_density=self.kpoint_density, skin=skin,
                                charge=self.charge)
 
-    def _make_dft_route(self, skin: float):
-        """The dft route: the model's xc, basis and setups, our h, width and k grid."""
+    def _gpaw_settings(self, **extra):
+        """GPAW settings of the dft and scf routes: the model's xc, basis and setups, our h,
+        width and k grid (and `extra` fields)."""
         from pydantic import ValidationError
 
         from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
-        from physics.dft.forces import ModelDFTRoute
 
         core = gpaw_settings_of(self.predictor)
         try:
-            settings = GPAWSettings(xc=core.xc, basis=core.basis, setups=core.setups, h=self.h,
-                                    kpts=self.kpts, kpoint_density=self.kpoint_density,
-                                    smearing_width=self.width)
+            return GPAWSettings(xc=core.xc, basis=core.basis, setups=core.setups, h=self.h,
+                                kpts=self.kpts, kpoint_density=self.kpoint_density,
+                                smearing_width=self.width, **extra)
         except ValidationError as error:
             first = error.errors()[0]
             raise MLHError(f"{first['loc'][0]}: {first['msg']}") from None
-        return ModelDFTRoute(self.predictor, settings, charge=self.charge, skin=skin)
+
+    def _make_dft_route(self, skin: float):
+        from physics.dft.forces import ModelDFTRoute
+
+        return ModelDFTRoute(self.predictor, self._gpaw_settings(), charge=self.charge, skin=skin)
+
+    def _make_scf_route(self, maxiter: int, reuse: bool, skin: float):
+        from physics.dft.scf import ModelSCFRoute
+
+        return ModelSCFRoute(self.predictor, self._gpaw_settings(maxiter=maxiter),
+                             charge=self.charge, reuse=reuse, skin=skin)
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",),
                   system_changes=all_changes) -> None:
         """Compute energy, free energy and forces (the band route always computes forces, the
-        dft route only when asked: ask for forces first to avoid a second GPAW run)."""
+        dft and scf routes only when asked: ask for forces first to avoid a second GPAW run)."""
         super().calculate(atoms, properties, system_changes)
         start = time.perf_counter()
         try:
             if self.route == "band":
                 self._calculate_band()
             else:
-                self._calculate_dft("forces" in properties)
+                self._check_cell()
+                if self.route == "dft":
+                    self._calculate_dft("forces" in properties)
+                else:
+                    self._calculate_scf("forces" in properties)
         except MLHError as error:
             raise CalculatorInputError(str(error)) from None
         self.seconds = time.perf_counter() - start
@@ -177,16 +203,24 @@ class MLHCalculator(Calculator):
         self.results = {"energy": result.energy, "free_energy": result.free_energy,
                         "forces": result.forces}
 
-    def _calculate_dft(self, forces: bool) -> None:
-        atoms = self.atoms
-        if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
+    def _check_cell(self) -> None:
+        if abs(np.linalg.det(self.atoms.cell.array)) < 1e-6:
             raise MLHError("a cell is required (put a molecule in a box)")
-        result = self._dft_route.evaluate(atoms, forces=forces, response=self.response)
+
+    def _calculate_dft(self, forces: bool) -> None:
+        result = self._dft_route.evaluate(self.atoms, forces=forces, response=self.response)
         self.last_result = result
         harris = self.functional == "harris"
         self.results = {
             "energy": result.harris_energy if harris else result.energy,
             "free_energy": result.harris_free_energy if harris else result.free_energy,
         }
+        if forces:
+            self.results["forces"] = result.forces
+
+    def _calculate_scf(self, forces: bool) -> None:
+        result = self._scf_route.evaluate(self.atoms, forces=forces)
+        self.last_result = result
+        self.results = {"energy": result.energy, "free_energy": result.free_energy}
         if forces:
             self.results["forces"] = result.forces

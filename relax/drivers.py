@@ -60,14 +60,17 @@ def add_calculator_arguments(parser: argparse.ArgumentParser, default_model: Pat
     """Options of the calculator (model folder, route, k-points, width) and of the relaxation
     (fmax in eV/Å, steps, optimizer), as the example drivers take them."""
     parser.add_argument("--model", type=Path, default=default_model, help="model folder")
-    parser.add_argument("--route", choices=["dft", "band"], default="dft",
+    parser.add_argument("--route", choices=["dft", "band", "scf"], default="dft",
                         help="dft: GPAW's functional at the model's density (accurate); "
-                             "band: band energy + repulsion (fast)")
+                             "band: band energy + repulsion (fast); scf: GPAW's own SCF "
+                             "started from the model's density (exact GPAW results)")
     parser.add_argument("--repulsion", type=Path, default=None,
                         help="repulsion JSON (band route; default MODEL/repulsion.json)")
     parser.add_argument("--kpts", default=None, help="Monkhorst-Pack grid, e.g. 2x2x1 "
                         "(default: 2 k-points per reciprocal Å)")
     parser.add_argument("--width", type=float, default=0.01, help="Fermi-Dirac width (eV)")
+    parser.add_argument("--maxiter", type=int, default=300,
+                        help="scf route: most SCF iterations per step")
     parser.add_argument("--fmax", type=float, default=0.02, help="force criterion (eV/Å)")
     parser.add_argument("--steps", type=int, default=200, help="most optimizer steps")
     parser.add_argument("--optimizer", choices=["BFGS", "FIRE"], default="BFGS")
@@ -78,7 +81,7 @@ def make_calculator(args: argparse.Namespace):
     from relax.calculator import MLHCalculator
 
     return MLHCalculator(args.model, route=args.route, repulsion=args.repulsion,
-                         kpts=parse_kpts(args.kpts), width=args.width)
+                         kpts=parse_kpts(args.kpts), width=args.width, maxiter=args.maxiter)
 
 
 def file_digest(paths: list[Path]) -> str:

@@ -41,10 +41,10 @@ from physics.density_matrix import kspace_blocks
 from physics.dft.functional import DFTFunctionalResult, dft_functional_for_record
 from physics.dft.response import density_matrix_gradients
 
-__all__ = ["ModelDFTRoute"]
+__all__ = ["ModelDFTRoute", "wrapped_record"]
 
 
-def _wrapped(record: HamiltonianRecord) -> HamiltonianRecord:
+def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
     """The record with its atoms wrapped into the cell as GPAW wraps them.
 
     The model's topology keeps positions continuous (not wrapped) while atoms move, but
@@ -104,7 +104,7 @@ class ModelDFTRoute:
             MLHError: species the model lacks, atoms too close, NaN in H, or any error of
                 physics.dft.functional.dft_functional_for_record.
         """
-        record = _wrapped(self.band_route.predicted_record(atoms, source))
+        record = wrapped_record(self.band_route.predicted_record(atoms, source))
         result = dft_functional_for_record(
             record, self.settings, kpts=self.settings.scf_kpts(atoms.cell.array, atoms.pbc),
             forces=forces, charge=self.charge, log=log,

@@ -53,7 +53,7 @@ from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
     "DFTFunctionalResult", "evaluate_dft_functional", "dft_functional_for_record",
-    "valence_charges",
+    "valence_charges", "gpaw_calculation", "install_density", "InstalledDensity",
     "OVERLAP_TOLERANCE",
 ]
 
@@ -113,19 +113,24 @@ def valence_charges(atoms: Atoms, settings: GPAWSettings) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the route
-def _gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts, charge: float, log):
-    """GPAW's DFT object for the structure without an SCF (initial density only)."""
+def gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int, int],
+                     charge: float = 0.0, log: io.TextIOBase | str | None = None):
+    """GPAW's DFT object for the structure without an SCF (initial density only): k grid
+    reduced by time reversal only, as mlh records use; collinear spin only."""
     from gpaw.new.calculation import DFT
 
     params = gpaw_parameters(atoms, settings, kpts)
     if charge:
         params["charge"] = charge
     try:
-        return DFT(atoms, **params, symmetry={"point_group": False, "time_reversal": True},
-                   txt=log, converge=False)
+        dft = DFT(atoms, **params, symmetry={"point_group": False, "time_reversal": True},
+                  txt=log, converge=False)
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MLHError(f"GPAW could not set up this structure: {first}") from None
+    if dft.ibzwfs.ncomponents > 2:
+        raise MLHError("non-collinear calculations are not supported")
+    return dft
 
 
 def _check_overlap(overlap_k: Callable[[np.ndarray | None], np.ndarray], k: np.ndarray | None,
@@ -167,6 +172,54 @@ def _install_states(dft, hamiltonian_k: HamiltonianFunction,
         wfs.C_nM.data[:] = C.T[:n]
         wfs.eig_n = eig[:n] / Ha
         wfs._P_ani = None  # projections are cached from C_nM; GPAW resets them the same way
+
+
+@dataclass(frozen=True)
+class InstalledDensity:
+    """The occupations of an installed state (eV).
+
+    Attributes:
+        n_electrons: electrons placed (valence minus charge).
+        band_energy: sum f eps of the given H.
+        entropy: -T S of the occupations.
+        extrapolation: GPAW's zero-width correction of the occupations.
+        fermi_level: Fermi level of the occupations.
+    """
+
+    n_electrons: float
+    band_energy: float
+    entropy: float
+    extrapolation: float
+    fermi_level: float
+
+
+def install_density(dft, hamiltonian_k: HamiltonianFunction,
+                    overlap_k: Callable[[np.ndarray | None], np.ndarray] | None = None
+                    ) -> InstalledDensity:
+    """Make the density of a given H's occupied states GPAW's current one.
+
+    Diagonalises H with GPAW's S per (k, spin) (`overlap_k`: check the caller's S first),
+    occupies the states with GPAW's occupation calculator, builds the density n_out from
+    them and sets `dft.potential` and `dft.energies` to v[n_out] and its energy terms.
+
+    Raises:
+        MLHError: H of the wrong size, NaN or not Hermitian, S not positive definite, a
+            mismatching overlap, or an electron count the bands cannot hold.
+    """
+    _install_states(dft, hamiltonian_k, overlap_k)
+    ibzwfs, density, pot_calc = dft.ibzwfs, dft.density, dft.pot_calc
+    nelectrons = density.nvalence - density.charge + pot_calc.charge
+    try:
+        band, entropy, extrapolation = ibzwfs.calculate_occs(dft.scf_loop.occ_calc, nelectrons)
+    except (ValueError, RuntimeError) as err:
+        raise MLHError(f"GPAW could not place {nelectrons:g} electrons in "
+                       f"{ibzwfs.nbands} bands: {err}") from None
+    density.update(ibzwfs)
+    dft.potential, dft.energies, _ = pot_calc.calculate(density, ibzwfs, dft.potential.vHt_x)
+    return InstalledDensity(
+        n_electrons=float(nelectrons), band_energy=float(band) * Ha,
+        entropy=float(entropy) * Ha, extrapolation=float(extrapolation) * Ha,
+        fermi_level=float(np.asarray(ibzwfs.fermi_levels).ravel()[0]) * Ha)
 
 
 def _harris_band_and_entropy(dft, H_out: list[np.ndarray], nelectrons: float):
@@ -225,26 +278,13 @@ def evaluate_dft_functional(
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    dft = _gpaw_calculation(atoms, settings, tuple(int(n) for n in kpts), charge, log)
-    ibzwfs, density, pot_calc = dft.ibzwfs, dft.density, dft.pot_calc
-    if ibzwfs.ncomponents > 2:
-        raise MLHError("non-collinear calculations are not supported")
+    dft = gpaw_calculation(atoms, settings, tuple(int(n) for n in kpts), charge, log)
+    ibzwfs = dft.ibzwfs
     timings["setup"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    _install_states(dft, hamiltonian_k, overlap_k)
-
-    nelectrons = density.nvalence - density.charge + pot_calc.charge
-    try:
-        band, entropy, extrapolation = ibzwfs.calculate_occs(dft.scf_loop.occ_calc, nelectrons)
-    except (ValueError, RuntimeError) as err:
-        raise MLHError(f"GPAW could not place {nelectrons:g} electrons in "
-                       f"{ibzwfs.nbands} bands: {err}") from None
-    fermi_level = float(np.asarray(ibzwfs.fermi_levels).ravel()[0]) * Ha
-
-    density.update(ibzwfs)
-    potential, energies, _ = pot_calc.calculate(density, ibzwfs, dft.potential.vHt_x)
-    dft.potential = potential
+    state = install_density(dft, hamiltonian_k, overlap_k)
+    nelectrons, energies, potential = state.n_electrons, dft.energies, dft.potential
     # H[n_out] per (k, spin), each computed exactly once: for real (Γ) wfs GPAW's
     # calculate_matrix adds T and the PAW terms in place into the calculator's cached
     # potential matrix, so a second call for the same wfs would count them twice.
@@ -265,9 +305,9 @@ def evaluate_dft_functional(
     energies.set(band=band_harris, entropy=entropy_harris,
                  extrapolation=entropy_harris * factor)
     harris_free, harris_energy = energies.total_free, energies.total_extrapolated
-    energies.set(band=band_ks, entropy=entropy, extrapolation=extrapolation)
+    energies.set(band=band_ks, entropy=state.entropy / Ha,
+                 extrapolation=state.extrapolation / Ha)
     energies.sanity_check()
-    dft.energies = energies
     terms: dict[str, float] = {}
     energies.write_to_gpw(SimpleNamespace(write=lambda **values: terms.update(values)))  # eV
     terms = {name: float(value) for name, value in terms.items()}
@@ -286,8 +326,8 @@ def evaluate_dft_functional(
         harris_energy=float(harris_energy) * Ha,
         harris_free_energy=float(harris_free) * Ha,
         forces=F_av,
-        fermi_level=fermi_level,
-        band_energy=float(band) * Ha,
+        fermi_level=state.fermi_level,
+        band_energy=state.band_energy,
         energy_terms=terms,
         kpoints=np.asarray(ibzwfs.ibz.kpt_kc, float).copy(),
         kpoint_weights=np.asarray(ibzwfs.ibz.weight_k, float).copy(),
