@@ -108,8 +108,9 @@ def _labels(calc, atoms: Atoms, settings: GPAWSettings) -> Labels:
     )
 
 
-def bloch_matrices(dft, with_hamiltonian: bool = True):
-    """H_skMM (eV; None unless `with_hamiltonian`), S_kMM and reduced IBZ k-points."""
+def bloch_matrices(dft, with_hamiltonian: bool = True, potential=None):
+    """H_skMM (eV; None unless `with_hamiltonian`), S_kMM and reduced IBZ k-points of `dft`'s
+    k-points, H of `potential` (default `dft`'s own; any potential on the same grid and atoms)."""
     from ase.units import Ha
 
     ibzwfs = dft.ibzwfs
@@ -118,7 +119,8 @@ def bloch_matrices(dft, with_hamiltonian: bool = True):
     S_kMM = np.zeros((n_k, n_M, n_M), complex)
     H_skMM = np.zeros((ibzwfs.nspins, n_k, n_M, n_M), complex) if with_hamiltonian else None
     if with_hamiltonian:
-        matcalc = dft.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(dft.potential)
+        matcalc = dft.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(
+            dft.potential if potential is None else potential)
     for wfs in ibzwfs:
         S_kMM[wfs.k] = wfs.S_MM.data
         if with_hamiltonian:
@@ -177,28 +179,27 @@ def reference_record(
     grid = alias_free_grid(pair_shift, atoms.pbc)
     grid_kpts = {"size": tuple(int(n) for n in grid), "gamma": True}
 
-    if settings.task == "scf":
-        if tuple(grid) == (1, 1, 1) and scf_kpts == (1, 1, 1):
-            dft = calc.dft
-        else:
-            dft = calc.fixed_density(kpts=grid_kpts, symmetry=symmetry, txt=None).dft
-    else:
+    def initial_on_grid():
+        """GPAW at its initial density with the alias-free k-points (no SCF, no eigensolver)."""
         from gpaw.new.calculation import DFT
 
-        dft = DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
-                  converge=False)
-    H_skMM, S_kMM, ibz_kpoints = bloch_matrices(dft, with_hamiltonian=settings.task != "overlap")
+        return DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None, converge=False)
+
     H0_skMM = None
-    if settings.task == "baseline":
-        H_skMM, H0_skMM = None, H_skMM
-    elif settings.task == "scf" and settings.baseline:
-        from gpaw.new.calculation import DFT
-
-        initial = DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
-                      converge=False)
-        H0_skMM, _, initial_kpoints = bloch_matrices(initial)
-        if not np.allclose(initial_kpoints, ibz_kpoints):
-            raise MLHError("GPAW's initial-density k-points differ from the SCF's; this is a bug")
+    if settings.task == "scf":
+        # H(k) of the converged potential on the alias-free grid: the potential is the SCF's
+        # (fixed density), only the basis' k-points change, so no eigenstates are solved there.
+        gamma_only = tuple(grid) == (1, 1, 1) and scf_kpts == (1, 1, 1)
+        on_grid = calc.dft if gamma_only else initial_on_grid()
+        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(on_grid, potential=calc.dft.potential)
+        if settings.baseline:
+            H0_skMM, _, initial_kpoints = bloch_matrices(initial_on_grid() if gamma_only else on_grid)
+            if not np.allclose(initial_kpoints, ibz_kpoints):
+                raise MLHError("GPAW's initial-density k-points differ from the SCF's; this is a bug")
+    else:
+        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(initial_on_grid(), with_hamiltonian=settings.task != "overlap")
+        if settings.task == "baseline":
+            H_skMM, H0_skMM = None, H_skMM
 
     orbital_counts = basis.orbital_counts(atoms.numbers)
 
