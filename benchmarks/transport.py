@@ -18,7 +18,8 @@ predicted pristine cell's (dense spectrum, 24x12x1 k-points).
    made by `mlh generate`): the same device predicted; T(E) (81 energies, transverse grid 1x2x1) and
    I(V) of both, each at its own E_F; the mean |log10 T_pred - log10 T_ref| over the bias
    window and over the whole grid, and I_pred / I_ref (as seed 004 table 6); the figure of
-   both T(E) in benchmarks/results/transport_small.png (as seed 004 figure 6).
+   both T(E) in benchmarks/results/transport_small_MODEL.png (as seed 004 figure 6), for each
+   of --models (default the bundled direct model).
 
 Prints a JSON summary and saves it to benchmarks/results/transport.json (a part run alone,
 --skip-cost or without --gpaw-record, keeps the other part's entry). Units: s, GiB, eV, A.
@@ -136,7 +137,7 @@ def log_error(pred, ref, window: tuple[float, float] | None) -> float:
                                 - np.log10(np.clip(ref.transmission.values[keep], floor, None)))))
 
 
-def accuracy(work: Path, gpaw_record: Path, threads: int) -> dict:
+def accuracy(work: Path, gpaw_record: Path, threads: int, model: Path) -> dict:
     import xarray as xr
     from ase.io import read
 
@@ -150,19 +151,21 @@ def accuracy(work: Path, gpaw_record: Path, threads: int) -> dict:
         from ase import Atoms
 
         atoms = Atoms(reference.numbers, reference.positions, cell=reference.cell, pbc=reference.pbc)
-    prediction = predicted(atoms, work / "small_predicted.nc", Predictor.load(MODEL))
+    prediction = predicted(atoms, work / f"small_predicted_{model.name}.nc", Predictor.load(model))
     length = 16
     biases = [0.5, 1.0, 1.5]
     options = ["--electrode-cells", str(length), "--energies", "-1.6,1.6", "--points", "81",
                "--bias", ",".join(map(str, biases)), "--kpts", "1x2x1"]
     result = {}
+    outputs = {"gpaw": work / "small_gpaw.nc", "predicted": work / f"small_predicted_{model.name}.transport.nc"}
     for name, path in (("gpaw", gpaw_record), ("predicted", prediction)):
-        result[f"{name}_cost"] = run_transport(path, work / f"small_{name}.nc", options, threads)
-    with xr.open_dataset(work / "small_gpaw.nc") as ref, xr.open_dataset(work / "small_predicted.nc") as pred:
-        plot_transmission(pred, REPOSITORY / "benchmarks" / "results" / "transport_small.png",
-                          title="WSe2, 16 x 1 cells, one Se vacancy: predicted vs GPAW H", reference=ref,
+        result[f"{name}_cost"] = run_transport(path, outputs[name], options, threads)
+    with xr.open_dataset(outputs["gpaw"]) as ref, xr.open_dataset(outputs["predicted"]) as pred:
+        plot_transmission(pred, REPOSITORY / "benchmarks" / "results" / f"transport_small_{model.name}.png",
+                          title=f"WSe2, 16 x 1 cells, one Se vacancy: {model.name} vs GPAW H", reference=ref,
                           labels=("predicted H", "GPAW H"))
         result.update({
+            "model": str(model.relative_to(REPOSITORY) if model.is_relative_to(REPOSITORY) else model),
             "atoms": reference.n_atoms,
             "fermi_level_gpaw_eV": ref.attrs["fermi_level"], "fermi_level_predicted_eV": pred.attrs["fermi_level"],
             "biases_V": biases,
@@ -182,6 +185,8 @@ def main() -> None:
     parser.add_argument("--scaling-energies", type=int, default=20)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--gpaw-record", type=Path)
+    parser.add_argument("--models", default=str(MODEL),
+                        help="comma-separated model folders compared with GPAW (accuracy part)")
     parser.add_argument("--skip-cost", action="store_true")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -194,7 +199,9 @@ def main() -> None:
         summary["cost"] = cost(args.work, [int(n) for n in args.lengths.split(",")], args.energies,
                                args.scaling_energies, args.blas_threads)
     if args.gpaw_record is not None:
-        summary["accuracy"] = accuracy(args.work, args.gpaw_record, args.blas_threads)
+        summary["accuracy"] = {Path(m).name: accuracy(args.work, args.gpaw_record, args.blas_threads,
+                                                      Path(m).absolute())
+                               for m in args.models.split(",")}
     summary["total_seconds"] = time.perf_counter() - start
     print(write_results(summary, results))
 
