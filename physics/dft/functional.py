@@ -53,7 +53,7 @@ from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
     "DFTFunctionalResult", "evaluate_dft_functional", "dft_functional_for_record",
-    "valence_charges", "gpaw_calculation", "install_density", "InstalledDensity",
+    "valence_charges", "gpaw_calculation", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE",
 ]
 
@@ -358,6 +358,24 @@ def dft_functional_for_record(
         MLHError: an overlap-only record, a record whose spin channels do not match the
             settings, or any error of `evaluate_dft_functional`.
     """
+    settings, kpts, hamiltonian_k, overlap_k = record_inputs(record, settings, kpts)
+    return evaluate_dft_functional(
+        record_atoms(record), settings, hamiltonian_k, kpts=kpts, forces=forces, charge=charge,
+        overlap_k=overlap_k, log=log, keep_output_hamiltonians=keep_output_hamiltonians,
+    )
+
+
+def record_inputs(record: HamiltonianRecord, settings: GPAWSettings | None = None,
+                  kpts: tuple[int, int, int] | None = None):
+    """(settings, kpts, hamiltonian_k, overlap_k) of a record for the GPAW routes.
+
+    settings default `settings_from_record(record)`, kpts the record's SCF grid
+    (`record_scf_kpts`); hamiltonian_k(k, spin) and overlap_k(k) give its dense H(k) (eV)
+    and S(k).
+
+    Raises:
+        MLHError: an overlap-only record, or spin channels that do not match the settings.
+    """
     if not record.has_hamiltonian:
         raise MLHError("this is an overlap-only record: it has no Hamiltonian")
     settings = settings_from_record(record) if settings is None else settings
@@ -365,10 +383,5 @@ def dft_functional_for_record(
         raise MLHError(f"the record has {record.n_spins} spin channel(s) but the settings are "
                        f"{'spin-polarised' if settings.spinpol else 'spin-paired'}")
     kpts = record_scf_kpts(record) if kpts is None else kpts
-    return evaluate_dft_functional(
-        record_atoms(record), settings,
-        lambda k, spin: record.hamiltonian_k(k, spin).toarray(),
-        kpts=kpts, forces=forces, charge=charge,
-        overlap_k=lambda k: record.overlap_k(k).toarray(), log=log,
-        keep_output_hamiltonians=keep_output_hamiltonians,
-    )
+    return (settings, kpts, lambda k, spin: record.hamiltonian_k(k, spin).toarray(),
+            lambda k: record.overlap_k(k).toarray())

@@ -29,11 +29,11 @@ from ase import Atoms
 from ase.units import Ha
 
 from mlh.errors import MLHError
-from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
+from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.settings import GPAWSettings
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
-from physics.dft.functional import HamiltonianFunction, gpaw_calculation, install_density
+from physics.dft.functional import HamiltonianFunction, gpaw_calculation, install_density, record_inputs
 
 __all__ = ["SCFResult", "converge_scf", "run_scf", "scf_for_record",
            "ModelSCFRoute", "START_ATOMS", "START_HAMILTONIAN", "START_PREVIOUS"]
@@ -182,12 +182,6 @@ def run_scf(
     return converge_scf(dft, start, forces, keep_hamiltonians, timings)
 
 
-def _record_functions(record: HamiltonianRecord):
-    """hamiltonian_k and overlap_k (dense, eV) of a record's H(R) and S(R)."""
-    return (lambda k, spin: record.hamiltonian_k(k, spin).toarray(),
-            lambda k: record.overlap_k(k).toarray())
-
-
 def scf_for_record(
     record: HamiltonianRecord,
     settings: GPAWSettings | None = None,
@@ -203,11 +197,7 @@ def scf_for_record(
         settings: default `settings_from_record(record)`.
         kpts: default the record's SCF grid (`record_scf_kpts`).
     """
-    if not record.has_hamiltonian:
-        raise MLHError("this is an overlap-only record: it has no Hamiltonian")
-    settings = settings_from_record(record) if settings is None else settings
-    kpts = record_scf_kpts(record) if kpts is None else kpts
-    hamiltonian_k, overlap_k = _record_functions(record)
+    settings, kpts, hamiltonian_k, overlap_k = record_inputs(record, settings, kpts)
     return run_scf(record_atoms(record), settings, hamiltonian_k, kpts=kpts, forces=forces,
                    charge=charge, overlap_k=overlap_k, log=log)
 
@@ -279,7 +269,7 @@ class ModelSCFRoute:
             kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
             dft = gpaw_calculation(atoms, self.settings, kpts, self.charge, self.log)
             set_up = time.perf_counter()
-            install_density(dft, *_record_functions(record))
+            install_density(dft, *record_inputs(record, self.settings, kpts)[2:])
             timings = {"setup": set_up - predicted,
                        "start": predicted - begin + time.perf_counter() - set_up}
             start = START_HAMILTONIAN
