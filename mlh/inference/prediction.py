@@ -22,7 +22,8 @@ from ase import Atoms
 from mlh.errors import MLHError
 from mlh.gpaw.reference import drop_negligible_pairs, ghost_mask
 from mlh.gpaw.settings import gpaw_settings_of
-from mlh.model.graph import MIN_DISTANCE, PAD_DISTANCE, build_graph, check_min_distance, neighbour_pairs
+from mlh.model.graph import MIN_DISTANCE, build_graph, check_min_distance, neighbour_pairs
+from mlh.model.kernel import far_vectors
 from mlh.model.predictor import Predictor
 from mlh.model.targets import onsite_blocks, pair_blocks
 from mlh.record.basis import check_model_basis
@@ -62,8 +63,17 @@ def _padded(n: int, multiple: int) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
+def _far_padded(vectors: np.ndarray, size: int) -> np.ndarray:
+    """(size, 3) float32 vectors (Å): `vectors`, then padding rows at the kernel's FAR_VECTOR."""
+    valid = np.arange(size) < len(vectors)
+    padded = np.zeros((size, 3), np.float32)
+    padded[: len(vectors)] = vectors
+    return far_vectors(padded, valid)
+
+
 class _Runner:
-    """Jitted chunk functions of one predictor (shapes padded so few compilations happen)."""
+    """The model kernel's three stages, jitted, run over chunks of atoms and bonds (shapes
+    padded so few compilations happen)."""
 
     def __init__(self, predictor: Predictor, options: InferenceOptions):
         import jax
@@ -71,34 +81,18 @@ class _Runner:
         self.predictor = predictor
         self.options = options
         self.tables = predictor.tables()
-        model = predictor.model
-
-        def descriptors(params, center_species, neighbor_species, edge_center, edge_vector):
-            return model.apply(
-                params, center_species, neighbor_species, edge_center, edge_vector,
-                method=model.chunk_descriptors,
-            )
-
-        def onsite(params, descriptors, species, tables):
-            return model.apply(params, descriptors, species, tables, method=model.onsite)
-
-        def offsite(params, d_i, d_j, s_i, s_j, vector, tables):
-            return model.apply(params, d_i, d_j, s_i, s_j, vector, tables, method=model.offsite)
-
-        def full(params, species, center, neighbor, vector):
-            return model.apply(params, species, center, neighbor, vector, method=model.atom_descriptors)
-
-        self.descriptors = jax.jit(descriptors)
-        self.onsite = jax.jit(onsite)
-        self.offsite = jax.jit(offsite)
-        self.full = jax.jit(full)
+        kernel = predictor.kernel
+        self.descriptors = jax.jit(kernel.descriptors)
+        self.onsite = jax.jit(kernel.onsite)
+        self.pairs = jax.jit(kernel.pairs)
 
     def atom_descriptors(self, graph) -> np.ndarray:
         params = self.predictor.params
         species = graph.species
-        if self.predictor.config.atom_centered.message_passing.steps > 0:
-            return np.asarray(self.full(params, species, graph.edge_center, graph.edge_neighbor,
-                                        graph.edge_vector.astype(np.float32)))
+        if self.predictor.config.atom_centered.message_passing.steps > 0:  # needs the whole graph
+            vectors = graph.edge_vector.astype(np.float32)
+            return np.asarray(self.descriptors(params, species, species[graph.edge_neighbor],
+                                               graph.edge_center, graph.edge_neighbor, vectors))
         chunk = self.options.atom_chunk
         order = np.argsort(graph.edge_center, kind="stable")
         starts = np.searchsorted(graph.edge_center[order], np.arange(0, graph.n_atoms + chunk, chunk))
@@ -111,11 +105,10 @@ class _Runner:
             center[: len(edges)] = graph.edge_center[edges] - first
             neighbor_species = np.zeros(n_edges, np.int32)
             neighbor_species[: len(edges)] = species[graph.edge_neighbor[edges]]
-            vector = np.tile(np.float32([PAD_DISTANCE, 0.0, 0.0]), (n_edges, 1))
-            vector[: len(edges)] = graph.edge_vector[edges]
             center_species = np.zeros(chunk, np.int32)
             center_species[: len(atoms)] = species[atoms]
-            out = self.descriptors(params, center_species, neighbor_species, center, vector)
+            out = self.descriptors(params, center_species, neighbor_species, center, center,
+                                   _far_padded(graph.edge_vector[edges], n_edges))
             parts.append(np.asarray(out)[: len(atoms)])
         return np.concatenate(parts)
 
@@ -128,7 +121,7 @@ class _Runner:
             d = np.concatenate([d, np.zeros((chunk - n, *d.shape[1:]), d.dtype)])
             s = np.zeros(chunk, np.int32)
             s[:n] = species[first : first + n]
-            parts.append(np.asarray(self.onsite(self.predictor.params, d, s, self.tables))[:n])
+            parts.append(np.asarray(self.onsite(self.predictor.params, self.tables, d, s))[:n])
         return np.concatenate(parts).astype(np.float64)
 
     def pair_irreps(self, descriptors: np.ndarray, graph) -> np.ndarray:
@@ -141,11 +134,9 @@ class _Runner:
             take_i = np.zeros(chunk, np.int64)
             take_j = np.zeros(chunk, np.int64)
             take_i[:n], take_j[:n] = graph.bond_i[bonds], graph.bond_j[bonds]
-            vector = np.tile(np.float32([PAD_DISTANCE, 0.0, 0.0]), (chunk, 1))
-            vector[:n] = graph.bond_vector[bonds]
-            out = self.offsite(
-                self.predictor.params, descriptors[take_i], descriptors[take_j],
-                graph.species[take_i], graph.species[take_j], vector, self.tables,
+            out = self.pairs(
+                self.predictor.params, self.tables, descriptors[take_i], descriptors[take_j],
+                graph.species[take_i], graph.species[take_j], _far_padded(graph.bond_vector[bonds], chunk),
             )
             parts.append(np.asarray(out)[:n].astype(np.float64))
         return np.concatenate(parts)

@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from mlh.errors import MLHError, MLHWarning
 from mlh.model.config import ModelConfig
-from mlh.model.graph import PAD_DISTANCE
 from mlh.model.integrity import CHECKSUM_FILE, folder_digest, verify_checksums, write_checksums
+from mlh.model.kernel import FAR_VECTOR
 from mlh.model.layouts import OutputLayouts
 from mlh.model.scale_shift import ScaleShift, read_scale_shift, write_scale_shift
 from mlh.record.basis import Basis, SpeciesBasis
@@ -89,6 +89,13 @@ class Predictor:
         return GearsH(self.config, self.layouts.n_species, self.layouts.onsite_shape, self.layouts.offsite_shape)
 
     @property
+    def kernel(self):
+        """The model as pure functions (mlh.model.kernel.ModelKernel)."""
+        from mlh.model.kernel import ModelKernel
+
+        return ModelKernel(self.model)
+
+    @property
     def atom_cutoff(self) -> float:
         return self.config.atom_centered.radial_basis.cutoff
 
@@ -143,7 +150,7 @@ class Predictor:
 
     def _init_inputs(self) -> tuple:
         """A one-atom, one-edge, one-bond input (beyond every cutoff) to build parameters from."""
-        far = np.array([[PAD_DISTANCE, 0.0, 0.0]], np.float32)
+        far = np.array([FAR_VECTOR], np.float32)
         zeros = np.zeros(1, np.int32)
         return zeros, zeros, zeros, far, zeros, zeros, far, self.tables()
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mlh.model.graph import PAD_DISTANCE, StructureGraph, build_graph
+from mlh.model.graph import StructureGraph, build_graph
+from mlh.model.kernel import FAR_VECTOR
 from mlh.model.layouts import OutputLayouts
 from mlh.model.targets import learned_record, onsite_targets, pair_targets
 from mlh.record.basis import check_model_basis
@@ -171,7 +172,7 @@ def collate(
     edges_pad = _padded(n_edges, edges_multiple)
     bonds_pad = _padded(n_bonds, edges_multiple)
     dummy = atoms_pad - 1
-    far = np.array([PAD_DISTANCE, 0.0, 0.0])
+    far = np.array(FAR_VECTOR)
 
     def pad(parts, total, fill):
         array = np.concatenate(parts) if parts else np.zeros((0, *np.shape(fill)))
@@ -207,7 +208,7 @@ def _pad_batch(batch: Batch, n_atoms: int, n_edges: int, n_bonds: int) -> Batch:
     New edges and bonds join the last (padding) atom to itself far beyond every cutoff.
     """
     dummy = n_atoms - 1
-    far = np.float32([PAD_DISTANCE, 0.0, 0.0])
+    far = np.float32(FAR_VECTOR)
 
     def pad(array, total, fill):
         if array is None:

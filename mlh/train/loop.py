@@ -111,16 +111,16 @@ class _Steps:
         from mlh.train.loss import irreps_loss
         from mlh.train.optim import make_optimizer
 
-        model = predictor.model
+        kernel = predictor.kernel
         self.optimizer = make_optimizer(config.optimizer)
         self.shapes: set[tuple] = set()
         self._programs: dict[tuple, object] = {}
         self.step_memory: dict[tuple, int] = {}
 
         def predict(params, batch, tables):
-            return model.apply(
-                params, batch.species, batch.edge_center, batch.edge_neighbor, batch.edge_vector,
-                batch.bond_i, batch.bond_j, batch.bond_vector, tables,
+            return kernel.graph(
+                params, tables, batch.species, batch.edge_center, batch.edge_neighbor,
+                batch.edge_vector, batch.bond_i, batch.bond_j, batch.bond_vector,
             )
 
         def loss_fn(params, batch, tables):

@@ -4,7 +4,8 @@ For a fixed neighbour topology (built in numpy by `hamiltonian_topology`) the pr
 H(R) blocks are
 
     positions -> edge and bond vectors tau_j + R @ cell - tau_i
-              -> GEARS H model (mlh.model.nn.model: atom descriptors, on-site and pair irreps)
+              -> GEARS H model (mlh.model.kernel: atom descriptors, on-site and pair irreps,
+                 the same kernel inference and training call)
               -> blocks (linear Clebsch-Gordan maps of mlh.model.irreps, per species pair),
 
 all in jax.numpy, so jax.grad of Tr[rho H] gives the band part of the forces. The jitted
@@ -34,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlh.errors import MLHError
-from mlh.model.graph import PAD_DISTANCE, build_graph, check_min_distance
+from mlh.model.graph import build_graph, check_min_distance
 from mlh.model.irreps import irreps_to_blocks
+from mlh.model.kernel import far_vectors
 from mlh.model.predictor import Predictor
 from physics._jax import SkinnedTopology, register_pytree, require_x64
 
@@ -333,7 +335,7 @@ class ModelHamiltonian:
             raise MLHError("the band route needs a model without message passing (its "
                            "attention over the cutoff sphere is not smooth in the positions)")
         self.predictor = predictor
-        model = predictor.model
+        kernel = predictor.kernel
         with jax.enable_x64(True):
             self.params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64),
                                                  predictor.params)
@@ -344,14 +346,12 @@ class ModelHamiltonian:
             cell = topology.cell
             edge = (positions[topology.edge_neighbor] + topology.edge_shift @ cell
                     - positions[topology.edge_center])
-            edge = jnp.where(topology.edge_valid[:, None], edge, jnp.array([PAD_DISTANCE, 0.0, 0.0]))
             bond = (positions[topology.bond_j] + topology.bond_shift @ cell
                     - positions[topology.bond_i])
-            bond = jnp.where(topology.bond_valid[:, None], bond, jnp.array([PAD_DISTANCE, 0.0, 0.0]))
-            # the model applied to the whole graph (GearsH.__call__, as in training)
-            onsite, offsite = model.apply(
-                params, topology.species, topology.edge_center, topology.edge_neighbor, edge,
-                topology.bond_i, topology.bond_j, bond, tables)
+            onsite, offsite = kernel.graph(
+                params, tables, topology.species, topology.edge_center, topology.edge_neighbor,
+                far_vectors(edge, topology.edge_valid, jnp), topology.bond_i, topology.bond_j,
+                far_vectors(bond, topology.bond_valid, jnp))
             onsite = onsite.reshape(onsite.shape[0], -1)
             offsite = offsite.reshape(offsite.shape[0], -1)
             onsite_flat = jnp.concatenate(

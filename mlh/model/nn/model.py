@@ -104,22 +104,24 @@ class GearsH(nn.Module):
         edge_vector: jnp.ndarray,
     ) -> jnp.ndarray:
         """Atom-centred descriptors (N, 2, L, F) of all atoms of a graph (edges: global indices)."""
-        bodies = self.bodies(species, species[edge_neighbor], edge_center, edge_vector)
-        return self.refine(bodies, edge_center, edge_neighbor, edge_vector)
+        return self.descriptors(species, species[edge_neighbor], edge_center, edge_neighbor, edge_vector)
 
-    def chunk_descriptors(
+    def descriptors(
         self,
         center_species: jnp.ndarray,
         neighbor_species: jnp.ndarray,
         edge_center: jnp.ndarray,
+        edge_neighbor: jnp.ndarray,
         edge_vector: jnp.ndarray,
     ) -> jnp.ndarray:
-        """Descriptors of a chunk of centre atoms without message passing (memory-bounded inference).
+        """Descriptors (Nc, 2, L, F) of the centre atoms of a graph or of a chunk of one.
 
-        edge_center indexes the chunk (0..Nc-1); neighbor_species gives each edge's neighbour.
+        edge_center indexes the centre atoms (0..Nc-1), neighbor_species gives each edge's
+        neighbour; edge_neighbor (same indexing as edge_center) is read only by message
+        passing, so a chunk of centre atoms may pass edge_center there when it has none.
         """
         bodies = self.bodies(center_species, neighbor_species, edge_center, edge_vector)
-        return self.refine(bodies, edge_center, edge_center, edge_vector)
+        return self.refine(bodies, edge_center, edge_neighbor, edge_vector)
 
     def onsite(self, descriptors: jnp.ndarray, species: jnp.ndarray, tables: OutputTables) -> jnp.ndarray:
         """Symmetric on-site irreps (N, 2, L, F) in eV."""
