@@ -103,3 +103,21 @@ def random_params(template: Any, seed: int) -> Any:
         return value.astype(np.float32)
 
     return jax.tree_util.tree_map_with_path(draw, template)
+
+
+def direct_and_correction(record, seed: int = 3):
+    """(direct, correction) tiny predictors for a record's basis with the same random
+    parameters (seed), so the correction model's dH equals the direct model's H; the
+    metadata carries the record's GPAW settings and h = 0.2 Å for H0."""
+    from mlh.gpaw.settings import settings_from_provenance
+    from mlh.model.predictor import Predictor
+
+    layouts = OutputLayouts.from_basis(record.basis)
+    config = tiny_config()
+    shell = Predictor(config, layouts, neutral_scale_shift(layouts, config.bond_centered.cutoff), None, {})
+    template = jax.eval_shape(shell.model.init, jax.random.PRNGKey(0), *shell._init_inputs())
+    metadata = {"gpaw": settings_from_provenance(record.provenance), "baseline": {"h": 0.2}}
+    direct = shell.with_params(random_params(template, seed=seed), metadata)
+    correction = Predictor(config.model_copy(update={"target": "correction"}), layouts, direct.stats,
+                           direct.params, metadata)
+    return direct, correction

@@ -23,6 +23,7 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from ase import Atoms
@@ -222,8 +223,11 @@ class ModelSCFRoute:
     """GPAW's SCF started from a predictor's H: GPAW's own energies and forces.
 
     Args:
-        predictor: the model (a direct one, as for the other physics routes; its H comes
-            from physics.band.route.BandEnergyRoute.predicted_record, float64, exact S).
+        predictor: the model. A direct model's H comes from
+            physics.band.route.BandEnergyRoute.predicted_record (float64, exact S); a
+            correction model's from mlh.inference.prediction.predict_record, H = H0 + dH
+            with GPAW's zeroth-step H0 of the structure (one GPAW initialisation more, no
+            derivative needed: the prediction only starts the SCF).
         settings: GPAW settings of the calculation (xc, basis and setups of the model's
             training data; h, k grid, width, density criterion, maxiter).
         charge: net charge (e).
@@ -236,11 +240,19 @@ class ModelSCFRoute:
     def __init__(self, predictor: Predictor, settings: GPAWSettings, charge: float = 0.0,
                  reuse: bool = True, skin: float = 0.5,
                  log: io.TextIOBase | str | None = None):
-        from physics.band.route import BandEnergyRoute
+        self.predictor = predictor
+        self.predicted_record: Callable[[Atoms, str], HamiltonianRecord]
+        """The model's record of a structure (atoms, name for messages)."""
+        if predictor.config.target == "correction":
+            from mlh.inference.prediction import predict_record
 
-        self.band_route = BandEnergyRoute(
-            predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
-            kpoint_density=settings.kpoint_density, skin=skin, charge=charge)
+            self.predicted_record = partial(predict_record, predictor)
+        else:
+            from physics.band.route import BandEnergyRoute
+
+            self.predicted_record = BandEnergyRoute(
+                predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
+                kpoint_density=settings.kpoint_density, skin=skin, charge=charge).predicted_record
         self.settings = settings
         self.charge = float(charge)
         self.reuse = bool(reuse)
@@ -264,7 +276,7 @@ class ModelSCFRoute:
             dft = previous.move_atoms(atoms)
             timings, start = {"setup": time.perf_counter() - begin}, START_PREVIOUS
         else:
-            record = wrapped_record(self.band_route.predicted_record(atoms, source))
+            record = wrapped_record(self.predicted_record(atoms, source))
             predicted = time.perf_counter()
             kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
             dft = gpaw_calculation(atoms, self.settings, kpts, self.charge, self.log)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import jax
 import numpy as np
 import pytest
 from ase import Atoms
@@ -26,14 +25,11 @@ from scipy.spatial.transform import Rotation
 
 from mlh.errors import MLHError
 from mlh.gpaw.reference import reference_record
-from mlh.gpaw.settings import settings_from_provenance
 from mlh.inference import prediction
 from mlh.inference.prediction import predict_record
 from mlh.model.irreps import wigner_d_orbitals
-from mlh.model.layouts import OutputLayouts
-from mlh.model.predictor import Predictor
 from mlh.model.targets import learned_record
-from tests.models import neutral_scale_shift, random_params, tiny_config
+from tests.models import direct_and_correction
 from tests.structures import STRUCTURES, rotate_structure, water
 
 
@@ -47,16 +43,7 @@ def water_with_baseline():
 @pytest.fixture(scope="module")
 def predictors(water_with_baseline):
     """(direct, correction) predictors with the same random parameters."""
-    _, record = water_with_baseline
-    layouts = OutputLayouts.from_basis(record.basis)
-    config = tiny_config()
-    shell = Predictor(config, layouts, neutral_scale_shift(layouts, config.bond_centered.cutoff), None, {})
-    template = jax.eval_shape(shell.model.init, jax.random.PRNGKey(0), *shell._init_inputs())
-    metadata = {"gpaw": settings_from_provenance(record.provenance), "baseline": {"h": 0.2}}
-    direct = shell.with_params(random_params(template, seed=3), metadata)
-    correction = Predictor(config.model_copy(update={"target": "correction"}), layouts, direct.stats,
-                           direct.params, metadata)
-    return direct, correction
+    return direct_and_correction(water_with_baseline[1])
 
 
 def dense(record, baseline: bool = False) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The model-started SCF (physics.dft.scf, the calculator's "scf" route): GPAW's own SCF from
 a given H's density ends at GPAW's energy and forces, in fewer iterations than GPAW's usual
-start from GPAW's converged H; an SCF that cannot converge is one clear error."""
+start from GPAW's converged H, and from a correction model's H0 + dH; an SCF that cannot
+converge is one clear error."""
 
 import sys
 
@@ -44,6 +45,24 @@ def test_scf_that_does_not_converge_is_one_error(gpaw_records):
     with pytest.raises(MLHError, match="did not converge in 2 iterations started from the "
                                        "given Hamiltonian's density"):
         scf_for_record(record, settings)
+
+
+def test_correction_model_starts_from_h0_plus_its_correction(gpaw_records):
+    """A correction model's start is H0 + dH (GPAW's zeroth-step H0 of the structure, built
+    inside the prediction); the SCF from it ends at GPAW's result."""
+    from physics.dft.scf import ModelSCFRoute
+    from tests.models import direct_and_correction
+
+    atoms, record = gpaw_records("water")
+    _, correction = direct_and_correction(record)
+    route = ModelSCFRoute(correction, settings_from_record(record), reuse=False)
+    start = route.predicted_record(atoms, "water")
+    assert start.has_baseline and start.provenance["model_target"] == "correction"
+    difference = (start.hamiltonian_k(None) - start.baseline_k(None)).toarray()
+    assert np.abs(difference).max() > 1e-3  # the random dH is there
+    result = route.evaluate(atoms)
+    assert result.start == START_HAMILTONIAN
+    assert_same_as_gpaw(result, record.labels)
 
 
 @pytest.fixture(scope="module")
