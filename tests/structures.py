@@ -18,6 +18,7 @@ from mlh.gpaw.settings import GPAWSettings
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXAMPLES = REPOSITORY / "examples"
 WSE2_MODEL = EXAMPLES / "models" / "wse2_vacancies"
+WSE2_CORRECTION_MODEL = EXAMPLES / "models" / "wse2_vacancies_correction"
 
 
 def water() -> Atoms:

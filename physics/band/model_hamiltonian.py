@@ -309,7 +309,8 @@ def hamiltonian_topology(
 
 
 class ModelHamiltonian:
-    """A predictor's H(R) blocks as a differentiable function of the positions.
+    """A predictor's H(R) blocks as a differentiable function of the positions: H itself
+    for a direct model, dH = H - H0 for a correction model (the caller adds H0).
 
     `apply(params, tables, positions, inputs)` returns the flat pair-group and on-site-group
     blocks (eV) for padded positions (N, 3) in Å (`HamiltonianTopology.padded_positions`
@@ -325,12 +326,7 @@ class ModelHamiltonian:
 
     def __init__(self, predictor: Predictor):
         """Raises MLHError for a model with message passing (its attention normalises over
-        the neighbours in the cutoff sphere, which is not smooth as atoms cross it) and for
-        a correction model (its H0 is not a JAX function here)."""
-        if predictor.config.target != "hamiltonian":
-            raise MLHError("the energy routes take a model of H itself (target 'hamiltonian'); a "
-                           "correction model's H = H0 + dH needs a differentiable H0, which they "
-                           "do not have yet")
+        the neighbours in the cutoff sphere, which is not smooth as atoms cross it)."""
         if predictor.config.atom_centered.message_passing.steps > 0:
             raise MLHError("the band route needs a model without message passing (its "
                            "attention over the cutoff sphere is not smooth in the positions)")

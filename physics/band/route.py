@@ -285,6 +285,9 @@ class BandEnergyRoute:
         kpoint_density: k-points per reciprocal Å when kpts is None.
         skin: extra reach of the neighbour lists (Å).
         charge: net charge (e).
+        baseline_added: the caller adds H0 to a correction model's dH (the DFT-functional
+            route does); otherwise a correction model is refused, as its output alone is
+            not H.
     """
 
     def __init__(
@@ -296,7 +299,12 @@ class BandEnergyRoute:
         kpoint_density: float = GPAWSettings().kpoint_density,
         skin: float = DEFAULT_SKIN,
         charge: float = 0.0,
+        baseline_added: bool = False,
     ):
+        if predictor.config.target != "hamiltonian" and not baseline_added:
+            raise MLHError("the band route takes a model of H itself (target 'hamiltonian'); a "
+                           "correction model's H = H0 + dH needs H0 as a function of the "
+                           "positions, which the band route does not have (use the dft route)")
         if not (np.isfinite(width) and width > 0):
             raise MLHError(f"the Fermi-Dirac width must be positive, got {width} eV")
         if skin < 0:

@@ -16,7 +16,12 @@ the derivative taken through rho(H_model(R), S(R)) at fixed electron count:
 d/dR {Tr[G_H H_model(R)] + Tr[G_S S(R)]} with G_H, G_S the gradients of
 Tr[(H[n_out] - H_model) rho(H, S)] (physics.dft.response), one vector-Jacobian product
 through the model and S(R) (physics.band.route.BandEnergyRoute.trace_gradient). At a
-self-consistent H the correction vanishes. The model's H is evaluated in float64 in JAX
+self-consistent H the correction vanishes.
+
+A correction model predicts dH, and H = H0(R) + dH(R) with GPAW's zeroth-step H0 at the
+route's k-points (one more GPAW initialisation, no SCF); the response then also needs
+d/dR Tr[G_H H0(R)], which physics.dft.baseline_forces computes from GPAW's LCAO force terms
+and the potential's response to the moving atomic densities. The model's H is evaluated in float64 in JAX
 and S comes from GPAW's two-centre tables (equal to GPAW's S to 1e-6), so the energy is a
 smooth function of the positions and finite differences check the forces.
 
@@ -32,13 +37,19 @@ from dataclasses import replace
 import numpy as np
 from ase import Atoms
 
+from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.settings import GPAWSettings
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
 from physics.band.route import BandEnergyRoute
 from physics.density_matrix import kspace_blocks
-from physics.dft.functional import DFTFunctionalResult, dft_functional_for_record
+from physics.dft.functional import (
+    DFTFunctionalResult,
+    evaluate_dft_functional,
+    gpaw_calculation,
+    record_inputs,
+)
 from physics.dft.response import density_matrix_gradients
 
 __all__ = ["ModelDFTRoute", "wrapped_record"]
@@ -78,9 +89,14 @@ class ModelDFTRoute:
                  skin: float = 0.5):
         self.settings = settings
         self.charge = float(charge)
+        self.correction = predictor.config.target == "correction"
+        if self.correction and self.charge:
+            raise MLHError(f"a correction model's forces need a neutral structure (GPAW's H0 "
+                           f"forces), got charge {charge:g}")
         self.band_route = BandEnergyRoute(
             predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
-            kpoint_density=settings.kpoint_density, skin=skin, charge=charge)
+            kpoint_density=settings.kpoint_density, skin=skin, charge=charge,
+            baseline_added=True)
 
     def evaluate(
         self,
@@ -101,34 +117,86 @@ class ModelDFTRoute:
             log: GPAW text log.
 
         Raises:
-            MLHError: species the model lacks, atoms too close, NaN in H, or any error of
-                physics.dft.functional.dft_functional_for_record.
+            MLHError: species the model lacks, atoms too close, NaN in H, a structure GPAW
+                cannot set up, or any error of physics.dft.functional.evaluate_dft_functional.
         """
         record = wrapped_record(self.band_route.predicted_record(atoms, source))
-        result = dft_functional_for_record(
-            record, self.settings, kpts=self.settings.scf_kpts(atoms.cell.array, atoms.pbc),
-            forces=forces, charge=self.charge, log=log,
+        kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
+        settings, kpts, hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)
+        baseline = None
+        if self.correction:
+            start = time.perf_counter()
+            baseline = _Baseline(record_atoms(record), settings, kpts)
+            model_k = hamiltonian_k
+
+            def hamiltonian_k(k, spin):
+                return model_k(k, spin) + baseline.hamiltonian(k, spin)
+            baseline_seconds = time.perf_counter() - start
+        result = evaluate_dft_functional(
+            record_atoms(record), settings, hamiltonian_k, kpts=kpts, forces=forces,
+            charge=self.charge, overlap_k=overlap_k, log=log,
             keep_output_hamiltonians=forces and response)
+        if baseline is not None:
+            result = replace(result, timings={**result.timings, "baseline": baseline_seconds})
         if not (forces and response):
             return result
         start = time.perf_counter()
-        correction = self._response_gradient(atoms, record, result, source)
+        correction = self._response_gradient(atoms, record, hamiltonian_k, result, baseline,
+                                             source)
         timings = {**result.timings, "response": time.perf_counter() - start}
         return replace(result, forces=result.forces - correction, output_hamiltonians=None,
                        timings=timings)
 
-    def _response_gradient(self, atoms, record, result: DFTFunctionalResult,
-                           source: str) -> np.ndarray:
-        """d/dR Tr[(H[n_out] - H_model) rho(H_model(R), S(R))] (eV/Å; module docstring)."""
+    def _response_gradient(self, atoms, record, hamiltonian_k, result: DFTFunctionalResult,
+                           baseline: _Baseline | None, source: str) -> np.ndarray:
+        """d/dR Tr[(H[n_out] - H) rho(H(R), S(R))] (eV/Å; module docstring)."""
         kpoints, weights = result.kpoints, result.kpoint_weights
         real = np.isrealobj(result.output_hamiltonians)
         ks = [None if real else k for k in kpoints]
         n_spins = result.output_hamiltonians.shape[0]
-        H = np.stack([np.stack([record.hamiltonian_k(k, s).toarray() for k in ks])
-                      for s in range(n_spins)])
+        H = np.stack([np.stack([hamiltonian_k(k, s) for k in ks]) for s in range(n_spins)])
         S = np.stack([record.overlap_k(k).toarray() for k in ks])
         G_H, G_S = density_matrix_gradients(H, S, result.output_hamiltonians - H, weights,
                                             result.n_electrons, self.settings.smearing_width)
         rho_blocks = [part.sum(axis=0) for part in kspace_blocks(G_H, kpoints, weights, record)]
         W_blocks = [-part[0] for part in kspace_blocks(G_S[None], kpoints, weights, record)]
-        return self.band_route.trace_gradient(atoms, rho_blocks, W_blocks, source)
+        gradient = self.band_route.trace_gradient(atoms, rho_blocks, W_blocks, source)
+        if baseline is not None:
+            gradient = gradient + baseline.trace_gradient(G_H, kpoints, weights)
+        return gradient
+
+
+class _Baseline:
+    """GPAW's zeroth-step H0(k) of a structure at the route's k-points, and the derivative
+    of Tr[G H0] (physics.dft.baseline_forces), from one GPAW initialisation."""
+
+    def __init__(self, atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int, int]):
+        from mlh.gpaw.reference import bloch_matrices
+
+        self.dft = gpaw_calculation(atoms, settings, kpts)
+        H0_skMM, _, self.kpoints = bloch_matrices(self.dft)
+        real = next(iter(self.dft.ibzwfs)).S_MM.data.dtype == float
+        self.H0_skMM = H0_skMM.real.copy() if real else H0_skMM
+
+    def _index(self, k: np.ndarray | None) -> int:
+        if k is None:
+            return 0
+        matches = np.flatnonzero(np.abs(self.kpoints - np.asarray(k)).max(axis=1) < 1e-9)
+        if len(matches) != 1:
+            raise MLHError(f"k-point {k} is not one of GPAW's H0 k-points; this is a bug")
+        return int(matches[0])
+
+    def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
+        """Dense H0(k) (eV) of one spin channel."""
+        return self.H0_skMM[spin, self._index(k)]
+
+    def trace_gradient(self, G_skMM: np.ndarray, kpoints: np.ndarray, weights: np.ndarray
+                       ) -> np.ndarray:
+        """d/dR sum_k w_k Re Tr[G(k) H0(k)] (eV/Å) for G in physics.dft.response's convention."""
+        from physics.dft.baseline_forces import baseline_trace_forces
+
+        order = [self._index(k) for k in kpoints]
+        Y_skMM = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
+        for n, index in enumerate(order):
+            Y_skMM[:, index] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)
+        return -baseline_trace_forces(self.dft, Y_skMM)

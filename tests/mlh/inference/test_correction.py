@@ -94,12 +94,13 @@ def test_correction_model_refuses_what_has_no_matching_h0(water_with_baseline, p
         predict_record(correction, atoms, "water")
 
 
-def test_energy_routes_refuse_a_correction_model(predictors):
-    from physics.band.model_hamiltonian import ModelHamiltonian
+def test_band_route_refuses_a_correction_model(predictors):
+    """The band route has no H0(R); the dft route adds GPAW's (tests/physics/dft)."""
+    from physics.band.route import BandEnergyRoute
 
     _, correction = predictors
     with pytest.raises(MLHError, match="target 'hamiltonian'"):
-        ModelHamiltonian(correction)
+        BandEnergyRoute(correction)
 
 
 # ------------------------------------------- symmetry of the full prediction H = H0 + dH

@@ -1,6 +1,7 @@
 """The dft route's forces are exactly -dA_KS/dR: GPAW's forces plus the response term of a
 non-self-consistent density (physics.dft.forces), checked by central finite differences
-with Richardson extrapolation on a rattled WSe2 cell with the bundled model; its energy is
+with Richardson extrapolation on a rattled WSe2 cell with the bundled direct model and the
+bundled correction model (H = H0 + dH, GPAW's H0 differentiated too); its energy is
 invariant and its forces rotate with the structure (hypothesis)."""
 
 
@@ -12,6 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
+from tests.structures import WSE2_CORRECTION_MODEL
 from tests.structures import WSE2_MODEL as MODEL
 from tests.structures import rotate_structure, wse2_primitive
 
@@ -39,9 +41,26 @@ def rattled(dft_calculator):
     return atoms, dft_calculator.get_potential_energy(atoms, force_consistent=True), forces
 
 
-def test_forces_are_minus_the_gradient_of_the_free_energy(dft_calculator, rattled):
-    atoms, _, forces = rattled
-    calculator = dft_calculator
+@pytest.fixture(scope="module")
+def correction_calculator():
+    return MLHCalculator(WSE2_CORRECTION_MODEL, route="dft", kpts=(2, 2, 1), skin=1.0)
+
+
+@pytest.fixture(scope="module")
+def rattled_correction(correction_calculator):
+    """As `rattled`, with the correction model."""
+    atoms = wse2_primitive(rattle=0.08, seed=5)
+    forces = correction_calculator.get_forces(atoms)
+    return atoms, correction_calculator.get_potential_energy(atoms, force_consistent=True), forces
+
+
+@pytest.mark.parametrize("kind", ["direct", "correction"])
+def test_forces_are_minus_the_gradient_of_the_free_energy(kind, request):
+    """Measured: the direct model within 1e-4 eV/Å, the correction model within 1.1e-4."""
+    calculator = request.getfixturevalue({"direct": "dft_calculator",
+                                          "correction": "correction_calculator"}[kind])
+    atoms, _, forces = request.getfixturevalue({"direct": "rattled",
+                                                "correction": "rattled_correction"}[kind])
     without = MLHCalculator(calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
                             response=False).get_forces(atoms)
 
@@ -74,6 +93,20 @@ def test_atoms_crossing_the_cell_boundary(predictor):
     np.testing.assert_allclose(forces, fresh.get_forces(crossed), atol=1e-6)
     assert moving.get_potential_energy(crossed) == pytest.approx(
         fresh.get_potential_energy(crossed), abs=1e-7)
+
+
+@settings(max_examples=2, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_correction_model_energy_invariant_and_forces_rotate(correction_calculator,
+                                                           rattled_correction, seed):
+    """As below, with the correction model (GPAW's H0 turns with the cell)."""
+    atoms, energy, forces = rattled_correction
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    moved = rotate_structure(atoms, rotation)
+    moved_forces = correction_calculator.get_forces(moved)
+    assert correction_calculator.get_potential_energy(moved, force_consistent=True) == \
+        pytest.approx(energy, abs=1e-4)
+    np.testing.assert_allclose(moved_forces, forces @ rotation.T, atol=5e-4)
 
 
 @settings(max_examples=2, deadline=None)
