@@ -6,16 +6,17 @@ Three routes (docs/physics.md has the measured accuracy and cost of each):
   Kohn-Sham (or Harris-Foulkes) functional and LCAO forces at their density, plus the
   response term of a non-self-consistent density, so the forces are exactly -dA_KS/dR
   (physics.dft.forces). Energy errors second order in the error of H, but a GPAW setup per
-  call (timings in docs/physics.md).
+  call (timings in docs/physics.md). A correction model's H is GPAW's zeroth-step H0 plus
+  its dH, and its forces include d/dR of H0 (physics.dft.baseline_forces).
 - "band" (the band-energy route): E = A_band[H_model, S] + E_rep, forces exactly -dE/dR by
   one gradient through the model and S (physics.band.route), much cheaper per call after
   compilation. Needs a
   repulsion (physics.band.repulsion), by default `repulsion.json` in the model folder. Its
   accuracy is that of the model's band energy plus a pair potential: poor for the
-  bundled model (see docs/physics.md).
+  bundled model (see docs/physics.md). Direct models only (it has no H0(R)).
 - "scf": GPAW's own SCF started from the density of the model's H instead of superposed
   atoms (physics.dft.scf): GPAW's energies and forces to its convergence criteria, in
-  fewer iterations than GPAW's usual start. Along a relaxation each later step starts from
+  fewer iterations than GPAW's usual start; direct and correction models. Along a relaxation each later step starts from
   the previous converged state moved with the atoms, as GPAW does (`scf_reuse`).
 
 Properties: "energy" (extrapolated to zero width), "free_energy" (Mermin free energy, the
