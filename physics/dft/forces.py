@@ -90,9 +90,8 @@ class ModelDFTRoute:
         self.settings = settings
         self.charge = float(charge)
         self.correction = predictor.config.target == "correction"
-        if self.correction and self.charge:
-            raise MLHError(f"a correction model's forces need a neutral structure (GPAW's H0 "
-                           f"forces), got charge {charge:g}")
+        if self.correction:
+            _check_baseline_settings(predictor, settings, self.charge)
         self.band_route = BandEnergyRoute(
             predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
             kpoint_density=settings.kpoint_density, skin=skin, charge=charge,
@@ -164,6 +163,20 @@ class ModelDFTRoute:
         if baseline is not None:
             gradient = gradient + baseline.trace_gradient(G_H, kpoints, weights)
         return gradient
+
+
+def _check_baseline_settings(predictor: Predictor, settings: GPAWSettings, charge: float) -> None:
+    """MLHError unless the route builds H0 as the correction model's training data did (same
+    grid spacing; xc, basis and setups are the model's already) for a neutral structure."""
+    from mlh.gpaw.settings import baseline_settings_of
+
+    wanted = baseline_settings_of(predictor).h
+    if abs(settings.h - wanted) > 1e-12:
+        raise MLHError(f"the correction model learned dH on H0 made with h = {wanted} Å; the "
+                       f"route's grid spacing is {settings.h} Å")
+    if charge:
+        raise MLHError(f"a correction model's forces need a neutral structure (GPAW's H0 "
+                       f"forces), got charge {charge:g}")
 
 
 class _Baseline:

@@ -122,3 +122,15 @@ def test_energy_invariant_and_forces_rotate(dft_calculator, rattled, seed):
     assert dft_calculator.get_potential_energy(moved, force_consistent=True) == pytest.approx(
         energy, abs=1e-4)
     np.testing.assert_allclose(moved_forces, forces @ rotation.T, atol=5e-4)
+
+
+def test_correction_model_needs_its_h0_settings():
+    """H0 must be made as the model's training data made it: another grid spacing (or a
+    charged structure, whose H0 forces are not available) is refused at construction."""
+    from relax.calculator import CalculatorInputError
+
+    with pytest.raises(CalculatorInputError, match="learned dH on H0 made with h = 0.2 Å; "
+                                                   "the route's grid spacing is 0.18 Å"):
+        MLHCalculator(WSE2_CORRECTION_MODEL, route="dft", h=0.18)
+    with pytest.raises(CalculatorInputError, match="need a neutral structure"):
+        MLHCalculator(WSE2_CORRECTION_MODEL, route="dft", charge=1.0)
