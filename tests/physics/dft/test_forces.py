@@ -13,9 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
-from tests.structures import WSE2_CORRECTION_MODEL
+from tests.structures import WSE2_CORRECTION_MODEL, rotate_structure, wse2_primitive
 from tests.structures import WSE2_MODEL as MODEL
-from tests.structures import rotate_structure, wse2_primitive
 
 pytestmark = [pytest.mark.gpaw, pytest.mark.usefixtures("float64")]
 
