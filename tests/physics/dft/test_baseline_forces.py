@@ -47,8 +47,8 @@ def trace(atoms: Atoms, settings: GPAWSettings, kpts, Y: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("build, kpts, components", [
-    (water, (1, 1, 1), [(0, 0), (0, 2), (1, 1), (2, 0)]),
-    (quartz, (1, 1, 2), [(0, 2), (1, 1), (3, 0)]),
+    (water, (1, 1, 1), [(0, 2), (1, 1), (2, 0)]),   # O, both H
+    (quartz, (1, 1, 2), [(0, 2), (3, 0)]),          # Si, O
 ])
 def test_h0_forces_equal_finite_differences(build, kpts, components):
     atoms, settings = build(), GPAWSettings()

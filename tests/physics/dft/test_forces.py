@@ -53,13 +53,9 @@ def rattled_correction(correction_calculator):
     return atoms, correction_calculator.get_potential_energy(atoms, force_consistent=True), forces
 
 
-@pytest.mark.parametrize("kind", ["direct", "correction"])
-def test_forces_are_minus_the_gradient_of_the_free_energy(kind, request):
-    """Measured: the direct model within 1e-4 eV/Å, the correction model within 1.1e-4."""
-    calculator = request.getfixturevalue({"direct": "dft_calculator",
-                                          "correction": "correction_calculator"}[kind])
-    atoms, _, forces = request.getfixturevalue({"direct": "rattled",
-                                                "correction": "rattled_correction"}[kind])
+def test_forces_are_minus_the_gradient_of_the_free_energy(dft_calculator, rattled):
+    atoms, _, forces = rattled
+    calculator = dft_calculator
     without = MLHCalculator(calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
                             response=False).get_forces(atoms)
 
@@ -75,6 +71,24 @@ def test_forces_are_minus_the_gradient_of_the_free_energy(kind, request):
         assert forces[atom, axis] == pytest.approx(richardson, abs=5e-4)
     # GPAW's forces of the non-self-consistent state alone are far off (> 0.05 eV/Å here)
     assert np.abs(without - forces).max() > 0.05
+
+
+def test_correction_model_forces_are_minus_the_gradient(correction_calculator,
+                                                        rattled_correction):
+    """H = H0 + dH: GPAW's H0 is differentiated too (physics.dft.baseline_forces). Central
+    differences (h = 0.0025 Å) of W and Se components within the issue's 1e-3 eV/Å; with
+    Richardson extrapolation they agreed within 1.1e-4 eV/Å (all three atoms)."""
+    atoms, _, forces = rattled_correction
+
+    def free_energy(atom: int, axis: int, step: float) -> float:
+        moved = atoms.copy()
+        moved.positions[atom, axis] += step
+        return correction_calculator.get_potential_energy(moved, force_consistent=True)
+
+    for atom, axis in [(0, 0), (1, 2)]:
+        h = 0.0025
+        difference = -(free_energy(atom, axis, h) - free_energy(atom, axis, -h)) / (2 * h)
+        assert forces[atom, axis] == pytest.approx(difference, abs=1e-3)
 
 
 def test_atoms_crossing_the_cell_boundary(predictor):
