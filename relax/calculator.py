@@ -16,8 +16,9 @@ Three routes (docs/physics.md has the measured accuracy and cost of each):
   bundled model (see docs/physics.md). Direct models only (it has no H0(R)).
 - "scf": GPAW's own SCF started from the density of the model's H instead of superposed
   atoms (physics.dft.scf): GPAW's energies and forces to its convergence criteria, in
-  fewer iterations than GPAW's usual start; direct and correction models. Along a relaxation each later step starts from
-  the previous converged state moved with the atoms, as GPAW does (`scf_reuse`).
+  fewer iterations than GPAW's usual start; direct and correction models. Along a
+  relaxation each later step starts from the previous converged state moved with the
+  atoms, as GPAW does (`scf_reuse`).
 
 Properties: "energy" (extrapolated to zero width), "free_energy" (Mermin free energy, the
 one the band route's forces belong to) and "forces". Units: eV, Å. Works for periodic

@@ -104,7 +104,7 @@ def _initial_density_functions(dft):
     return grid.atom_centered_functions(functions, dft.relpos_ac, cut=True)
 
 
-def _moving_density_terms(dft, pot_calc, atomic_aX: list, scale: float, weight_R) -> np.ndarray:
+def _moving_density_terms(dft, atomic_aX: list, scale: float, weight_R) -> np.ndarray:
     """Force terms (Ha/Bohr) of the atom-centred densities (n0 and nc, compensation charges,
     vbar) in the potential of `dft.density` as it is now.
 
@@ -112,7 +112,7 @@ def _moving_density_terms(dft, pot_calc, atomic_aX: list, scale: float, weight_R
     which moves with the atoms too; with that, n0 and nc move in vt - <vt> (the mean weighted
     by n0 + nc, `weight_R`), times x (`scale`).
     """
-    density = dft.density
+    density, pot_calc = dft.density, dft.pot_calc
     potential, _, _ = pot_calc.calculate(density)
     Q_aL = density.calculate_compensation_charge_coefficients()
     Fcc_av, _, _, Fvbar_av, _ = pot_calc.force_contributions(Q_aL, density, potential)
@@ -126,6 +126,14 @@ def _moving_density_terms(dft, pot_calc, atomic_aX: list, scale: float, weight_R
         for a, dF_v in functions.derivative(grid.from_data(vt_R)).items():
             F_av[a] += scale * dF_v[:, 0]
     return F_av
+
+
+def _add_to_density(density, nY_sR: np.ndarray, DY_asii: dict[int, np.ndarray],
+                    factor: float) -> None:
+    """density += factor * (n_Y, D_Y), in place."""
+    density.nt_sR.data += factor * nY_sR
+    for a, D in DY_asii.items():
+        density.D_asii[a] += factor * D
 
 
 def baseline_trace_forces(dft, Y_skMM: np.ndarray, step: float = 1e-3) -> np.ndarray:
@@ -157,27 +165,22 @@ def baseline_trace_forces(dft, Y_skMM: np.ndarray, step: float = 1e-3) -> np.nda
                        f"need sum_k Tr[Y S] = 0")
     forces = _basis_terms(dft, Y_skMM)
     nY_sR, DY_asii = _density_of(dft, Y_skMM)
-    scale = np.abs(nY_sR).max()
-    if scale == 0.0:
+    largest = np.abs(nY_sR).max()
+    if largest == 0.0:
         return forces * Ha / Bohr
-    eps = step * np.abs(density.nt_sR.data).max() / scale
+    eps = step * np.abs(density.nt_sR.data).max() / largest
     n0_aX = _initial_density_functions(dft)
     atomic_R = density.nct_R.new()
     atomic_R.data[:] = density.nct_R.data
     n0_aX.add_to(atomic_R)
-    scale = density.nt_sR[0].integrate() / atomic_R.integrate()
-    atomic_aX = [n0_aX, density.nct_aX]
-    pot_calc = dft.pot_calc
+    normalisation = density.nt_sR[0].integrate() / atomic_R.integrate()
     terms = []
     for sign in (1.0, -1.0):
-        density.nt_sR.data += sign * eps * nY_sR
-        for a, D in DY_asii.items():
-            density.D_asii[a] += sign * eps * D
+        _add_to_density(density, nY_sR, DY_asii, sign * eps)
         try:
-            terms.append(_moving_density_terms(dft, pot_calc, atomic_aX, scale, atomic_R.data))
+            terms.append(_moving_density_terms(dft, [n0_aX, density.nct_aX], normalisation,
+                                               atomic_R.data))
         finally:
-            density.nt_sR.data -= sign * eps * nY_sR
-            for a, D in DY_asii.items():
-                density.D_asii[a] -= sign * eps * D
+            _add_to_density(density, nY_sR, DY_asii, -sign * eps)
     forces += (terms[0] - terms[1]) / (2 * eps)
     return forces * Ha / Bohr

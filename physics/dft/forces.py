@@ -21,9 +21,11 @@ self-consistent H the correction vanishes.
 A correction model predicts dH, and H = H0(R) + dH(R) with GPAW's zeroth-step H0 at the
 route's k-points (one more GPAW initialisation, no SCF); the response then also needs
 d/dR Tr[G_H H0(R)], which physics.dft.baseline_forces computes from GPAW's LCAO force terms
-and the potential's response to the moving atomic densities. The model's H is evaluated in float64 in JAX
-and S comes from GPAW's two-centre tables (equal to GPAW's S to 1e-6), so the energy is a
-smooth function of the positions and finite differences check the forces.
+and the potential's response to the moving atomic densities.
+
+The model's H is evaluated in float64 in JAX and S comes from GPAW's two-centre tables
+(equal to GPAW's S to 1e-6), so the energy is a smooth function of the positions and
+finite differences check the forces.
 
 Units: eV, Å.
 """
@@ -120,19 +122,20 @@ class ModelDFTRoute:
                 cannot set up, or any error of physics.dft.functional.evaluate_dft_functional.
         """
         record = wrapped_record(self.band_route.predicted_record(atoms, source))
+        structure = record_atoms(record)
         kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
         settings, kpts, hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)
         baseline = None
         if self.correction:
             start = time.perf_counter()
-            baseline = _Baseline(record_atoms(record), settings, kpts)
+            baseline = _Baseline(structure, settings, kpts)
             model_k = hamiltonian_k
 
             def hamiltonian_k(k, spin):
                 return model_k(k, spin) + baseline.hamiltonian(k, spin)
             baseline_seconds = time.perf_counter() - start
         result = evaluate_dft_functional(
-            record_atoms(record), settings, hamiltonian_k, kpts=kpts, forces=forces,
+            structure, settings, hamiltonian_k, kpts=kpts, forces=forces,
             charge=self.charge, overlap_k=overlap_k, log=log,
             keep_output_hamiltonians=forces and response)
         if baseline is not None:
