@@ -1,12 +1,20 @@
 """Shared fixtures: small real GPAW reference records, computed once per test session.
 
 Each fixture runs GPAW LCAO (PBE, szp(dzp), h = 0.2 Å) through mlh's own generator code.
+
+The tests' JAX programs are tiny and compiled once each, so XLA's compile time dominates
+their run time: the test session (and the processes it starts, through the environment)
+compiles at XLA's backend optimisation level 0, which cuts the compile time of the
+model's training programs by 40 % on 2 CPU cores (27 s to 15 s for one small run).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
 
 import numpy as np
 import pytest

@@ -146,7 +146,8 @@ class Predictor:
         config.check_output_degrees(layouts.onsite_degree, layouts.offsite_degree)
 
         predictor = cls(config, layouts, stats, params=None, metadata={})
-        return predictor.with_params(predictor.model.init(jax.random.PRNGKey(seed), *predictor._init_inputs()))
+        init = jax.jit(predictor.model.init)  # one compilation, not one per operation
+        return predictor.with_params(init(jax.random.PRNGKey(seed), *predictor._init_inputs()))
 
     def _init_inputs(self) -> tuple:
         """A one-atom, one-edge, one-bond input (beyond every cutoff) to build parameters from."""

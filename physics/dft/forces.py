@@ -19,9 +19,10 @@ through the model and S(R) (physics.band.route.BandEnergyRoute.trace_gradient). 
 self-consistent H the correction vanishes.
 
 A correction model predicts dH, and H = H0(R) + dH(R) with GPAW's zeroth-step H0 at the
-route's k-points (one more GPAW initialisation, no SCF); the response then also needs
-d/dR Tr[G_H H0(R)], which physics.dft.baseline_forces computes from GPAW's LCAO force terms
-and the potential's response to the moving atomic densities.
+route's k-points (read from the route's GPAW object before the model's state replaces the
+initial density; no SCF); the response then also needs d/dR Tr[G_H H0(R)], which
+physics.dft.baseline_forces computes from GPAW's LCAO force terms and the potential's
+response to the moving atomic densities.
 
 The model's H is evaluated in float64 in JAX and S comes from GPAW's two-centre tables
 (equal to GPAW's S to 1e-6), so the energy is a smooth function of the positions and
@@ -48,7 +49,7 @@ from physics.band.route import BandEnergyRoute
 from physics.density_matrix import kspace_blocks
 from physics.dft.functional import (
     DFTFunctionalResult,
-    evaluate_dft_functional,
+    functional_at_state,
     gpaw_calculation,
     record_inputs,
 )
@@ -125,21 +126,21 @@ class ModelDFTRoute:
         structure = record_atoms(record)
         kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
         settings, kpts, hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)
+        start = time.perf_counter()
+        dft = gpaw_calculation(structure, settings, kpts, self.charge, log)
+        timings = {"setup": time.perf_counter() - start}
         baseline = None
         if self.correction:
             start = time.perf_counter()
-            baseline = _Baseline(structure, settings, kpts)
+            baseline = _Baseline(dft)
             model_k = hamiltonian_k
 
             def hamiltonian_k(k, spin):
                 return model_k(k, spin) + baseline.hamiltonian(k, spin)
-            baseline_seconds = time.perf_counter() - start
-        result = evaluate_dft_functional(
-            structure, settings, hamiltonian_k, kpts=kpts, forces=forces,
-            charge=self.charge, overlap_k=overlap_k, log=log,
-            keep_output_hamiltonians=forces and response)
-        if baseline is not None:
-            result = replace(result, timings={**result.timings, "baseline": baseline_seconds})
+            timings["baseline"] = time.perf_counter() - start
+        result = functional_at_state(dft, hamiltonian_k, forces=forces, overlap_k=overlap_k,
+                                     keep_output_hamiltonians=forces and response)
+        result = replace(result, timings={**timings, **result.timings})
         if not (forces and response):
             return result
         start = time.perf_counter()
@@ -184,15 +185,21 @@ def _check_baseline_settings(predictor: Predictor, settings: GPAWSettings, charg
 
 class _Baseline:
     """GPAW's zeroth-step H0(k) of a structure at the route's k-points, and the derivative
-    of Tr[G H0] (physics.dft.baseline_forces), from one GPAW initialisation."""
+    of Tr[G H0] (physics.dft.baseline_forces), from the route's own GPAW object.
 
-    def __init__(self, atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int, int]):
+    Made before the model's state replaces the initial density: keeps H0, the initial
+    potential and a copy of the initial density, which `trace_gradient` puts back for
+    the time of its evaluation.
+    """
+
+    def __init__(self, dft):
         from mlh.gpaw.reference import bloch_matrices
 
-        self.dft = gpaw_calculation(atoms, settings, kpts)
-        H0_skMM, _, self.kpoints = bloch_matrices(self.dft)
-        real = next(iter(self.dft.ibzwfs)).S_MM.data.dtype == float
+        self.dft = dft
+        H0_skMM, _, self.kpoints = bloch_matrices(dft)
+        real = next(iter(dft.ibzwfs)).S_MM.data.dtype == float
         self.H0_skMM = H0_skMM.real.copy() if real else H0_skMM
+        self.initial_state = _density_state(dft)
 
     def _index(self, k: np.ndarray | None) -> int:
         if k is None:
@@ -215,4 +222,26 @@ class _Baseline:
         Y_skMM = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
         for n, index in enumerate(order):
             Y_skMM[:, index] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)
-        return -baseline_trace_forces(self.dft, Y_skMM)
+        current = _density_state(self.dft)
+        _restore_density_state(self.dft, self.initial_state)
+        try:
+            return -baseline_trace_forces(self.dft, Y_skMM)
+        finally:
+            _restore_density_state(self.dft, current)
+
+
+def _density_state(dft) -> tuple:
+    """(potential, pseudo density, atomic density matrices) of `dft` as they are now (copies
+    of the density arrays, which GPAW updates in place; potentials are replaced whole)."""
+    density = dft.density
+    return (dft.potential, density.nt_sR.data.copy(),
+            {a: D.copy() for a, D in density.D_asii.items()})
+
+
+def _restore_density_state(dft, state: tuple) -> None:
+    """Make a `_density_state` current again."""
+    potential, nt_sR, D_asii = state
+    dft.potential = potential
+    dft.density.nt_sR.data[:] = nt_sR
+    for a, D in D_asii.items():
+        dft.density.D_asii[a][:] = D

@@ -37,7 +37,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -52,7 +52,8 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
-    "DFTFunctionalResult", "evaluate_dft_functional", "dft_functional_for_record",
+    "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
+    "dft_functional_for_record",
     "valence_charges", "gpaw_calculation", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE",
 ]
@@ -272,16 +273,31 @@ def evaluate_dft_functional(
         DFTFunctionalResult (see the module docstring for the two energies).
 
     Raises:
-        MLHError: GPAW cannot set up the structure, H of the wrong size, NaN or not
-            Hermitian, S not positive definite, a mismatching overlap, or an electron
-            count the bands cannot hold.
+        MLHError: GPAW cannot set up the structure, or any error of `functional_at_state`.
     """
-    timings: dict[str, float] = {}
     start = time.perf_counter()
     dft = gpaw_calculation(atoms, settings, tuple(int(n) for n in kpts), charge, log)
-    ibzwfs = dft.ibzwfs
-    timings["setup"] = time.perf_counter() - start
+    setup = time.perf_counter() - start
+    result = functional_at_state(dft, hamiltonian_k, forces, overlap_k, keep_output_hamiltonians)
+    return replace(result, timings={"setup": setup, **result.timings})
 
+
+def functional_at_state(
+    dft,
+    hamiltonian_k: HamiltonianFunction,
+    forces: bool = True,
+    overlap_k: Callable[[np.ndarray | None], np.ndarray] | None = None,
+    keep_output_hamiltonians: bool = False,
+) -> DFTFunctionalResult:
+    """`evaluate_dft_functional` on a DFT object of `gpaw_calculation` (at its initial
+    density, which the state of the given H replaces); arguments as there.
+
+    Raises:
+        MLHError: H of the wrong size, NaN or not Hermitian, S not positive definite, a
+            mismatching overlap, or an electron count the bands cannot hold.
+    """
+    ibzwfs = dft.ibzwfs
+    timings: dict[str, float] = {}
     start = time.perf_counter()
     state = install_density(dft, hamiltonian_k, overlap_k)
     nelectrons, energies, potential = state.n_electrons, dft.energies, dft.potential
