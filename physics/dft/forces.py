@@ -48,6 +48,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.band.route import BandEnergyRoute
 from physics.density_matrix import kspace_blocks
 from physics.dft.functional import (
+    BaselineHamiltonian,
     DFTFunctionalResult,
     functional_at_state,
     gpaw_calculation,
@@ -55,7 +56,7 @@ from physics.dft.functional import (
 )
 from physics.dft.response import density_matrix_gradients
 
-__all__ = ["ModelDFTRoute", "wrapped_record"]
+__all__ = ["ModelDFTRoute", "check_baseline_grid", "wrapped_record"]
 
 
 def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
@@ -94,7 +95,10 @@ class ModelDFTRoute:
         self.charge = float(charge)
         self.correction = predictor.config.target == "correction"
         if self.correction:
-            _check_baseline_settings(predictor, settings, self.charge)
+            check_baseline_grid(predictor, settings)
+            if self.charge:
+                raise MLHError(f"a correction model's forces need a neutral structure "
+                               f"(GPAW's H0 forces), got charge {charge:g}")
         self.band_route = BandEnergyRoute(
             predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
             kpoint_density=settings.kpoint_density, skin=skin, charge=charge,
@@ -133,10 +137,7 @@ class ModelDFTRoute:
         if self.correction:
             start = time.perf_counter()
             baseline = _Baseline(dft)
-            model_k = hamiltonian_k
-
-            def hamiltonian_k(k, spin):
-                return model_k(k, spin) + baseline.hamiltonian(k, spin)
+            hamiltonian_k = baseline.added_to(hamiltonian_k)
             timings["baseline"] = time.perf_counter() - start
         result = functional_at_state(dft, hamiltonian_k, forces=forces, overlap_k=overlap_k,
                                      keep_output_hamiltonians=forces and response)
@@ -169,56 +170,37 @@ class ModelDFTRoute:
         return gradient
 
 
-def _check_baseline_settings(predictor: Predictor, settings: GPAWSettings, charge: float) -> None:
-    """MLHError unless the route builds H0 as the correction model's training data did (same
-    grid spacing; xc, basis and setups are the model's already) for a neutral structure."""
+def check_baseline_grid(predictor: Predictor, settings: GPAWSettings) -> None:
+    """MLHError unless `settings` build H0 on the grid spacing the correction model's
+    training data used (xc, basis and setups are the model's already)."""
     from mlh.gpaw.settings import baseline_settings_of
 
     wanted = baseline_settings_of(predictor).h
     if abs(settings.h - wanted) > 1e-12:
         raise MLHError(f"the correction model learned dH on H0 made with h = {wanted} Å; the "
                        f"route's grid spacing is {settings.h} Å")
-    if charge:
-        raise MLHError(f"a correction model's forces need a neutral structure (GPAW's H0 "
-                       f"forces), got charge {charge:g}")
 
 
-class _Baseline:
-    """GPAW's zeroth-step H0(k) of a structure at the route's k-points, and the derivative
-    of Tr[G H0] (physics.dft.baseline_forces), from the route's own GPAW object.
+class _Baseline(BaselineHamiltonian):
+    """H0(k) of the route's GPAW object and the derivative of Tr[G H0]
+    (physics.dft.baseline_forces).
 
-    Made before the model's state replaces the initial density: keeps H0, the initial
-    potential and a copy of the initial density, which `trace_gradient` puts back for
-    the time of its evaluation.
+    Made before the model's state replaces the initial density: keeps the initial potential
+    and a copy of the initial density, which `trace_gradient` puts back for the time of its
+    evaluation.
     """
 
     def __init__(self, dft):
-        from mlh.gpaw.reference import bloch_matrices
-
+        super().__init__(dft)
         self.dft = dft
-        H0_skMM, _, self.kpoints = bloch_matrices(dft)
-        real = next(iter(dft.ibzwfs)).S_MM.data.dtype == float
-        self.H0_skMM = H0_skMM.real.copy() if real else H0_skMM
         self.initial_state = _density_state(dft)
-
-    def _index(self, k: np.ndarray | None) -> int:
-        if k is None:
-            return 0
-        matches = np.flatnonzero(np.abs(self.kpoints - np.asarray(k)).max(axis=1) < 1e-9)
-        if len(matches) != 1:
-            raise MLHError(f"k-point {k} is not one of GPAW's H0 k-points; this is a bug")
-        return int(matches[0])
-
-    def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
-        """Dense H0(k) (eV) of one spin channel."""
-        return self.H0_skMM[spin, self._index(k)]
 
     def trace_gradient(self, G_skMM: np.ndarray, kpoints: np.ndarray, weights: np.ndarray
                        ) -> np.ndarray:
         """d/dR sum_k w_k Re Tr[G(k) H0(k)] (eV/Å) for G in physics.dft.response's convention."""
         from physics.dft.baseline_forces import baseline_trace_forces
 
-        order = [self._index(k) for k in kpoints]
+        order = [self.index(k) for k in kpoints]
         Y_skMM = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
         for n, index in enumerate(order):
             Y_skMM[:, index] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)

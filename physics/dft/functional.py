@@ -54,7 +54,7 @@ from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 __all__ = [
     "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
     "dft_functional_for_record",
-    "valence_charges", "gpaw_calculation", "install_density", "InstalledDensity", "record_inputs",
+    "valence_charges", "gpaw_calculation", "BaselineHamiltonian", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE",
 ]
 
@@ -132,6 +132,35 @@ def gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int,
     if dft.ibzwfs.ncomponents > 2:
         raise MLHError("non-collinear calculations are not supported")
     return dft
+
+
+class BaselineHamiltonian:
+    """GPAW's zeroth-step H0(k) (eV) of a DFT object of `gpaw_calculation`, read at its
+    initial density (before any state is installed), on its k-points."""
+
+    def __init__(self, dft):
+        from mlh.gpaw.reference import bloch_matrices
+
+        H0_skMM, _, self.kpoints = bloch_matrices(dft)
+        real = next(iter(dft.ibzwfs)).S_MM.data.dtype == float
+        self.H0_skMM = H0_skMM.real.copy() if real else H0_skMM
+
+    def index(self, k: np.ndarray | None) -> int:
+        """Position of reduced k-point `k` (None: Γ) among the k-points."""
+        if k is None:
+            return 0
+        matches = np.flatnonzero(np.abs(self.kpoints - np.asarray(k)).max(axis=1) < 1e-9)
+        if len(matches) != 1:
+            raise MLHError(f"k-point {k} is not one of GPAW's H0 k-points; this is a bug")
+        return int(matches[0])
+
+    def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
+        """Dense H0(k) (eV) of one spin channel."""
+        return self.H0_skMM[spin, self.index(k)]
+
+    def added_to(self, correction_k: HamiltonianFunction) -> HamiltonianFunction:
+        """hamiltonian_k of H0 + a correction model's dH (`correction_k`)."""
+        return lambda k, spin: correction_k(k, spin) + self.hamiltonian(k, spin)
 
 
 def _check_overlap(overlap_k: Callable[[np.ndarray | None], np.ndarray], k: np.ndarray | None,

@@ -23,7 +23,6 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 from ase import Atoms
@@ -34,7 +33,13 @@ from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.settings import GPAWSettings
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
-from physics.dft.functional import HamiltonianFunction, gpaw_calculation, install_density, record_inputs
+from physics.dft.functional import (
+    BaselineHamiltonian,
+    HamiltonianFunction,
+    gpaw_calculation,
+    install_density,
+    record_inputs,
+)
 
 __all__ = ["SCFResult", "converge_scf", "run_scf", "scf_for_record",
            "ModelSCFRoute", "START_ATOMS", "START_HAMILTONIAN", "START_PREVIOUS"]
@@ -223,36 +228,39 @@ class ModelSCFRoute:
     """GPAW's SCF started from a predictor's H: GPAW's own energies and forces.
 
     Args:
-        predictor: the model. A direct model's H comes from
-            physics.band.route.BandEnergyRoute.predicted_record (float64, exact S); a
-            correction model's from mlh.inference.prediction.predict_record, H = H0 + dH
-            with GPAW's zeroth-step H0 of the structure (one GPAW initialisation more, no
-            derivative needed: the prediction only starts the SCF).
+        predictor: the model; its H comes from physics.band.route.BandEnergyRoute.
+            predicted_record (float64, exact S). A correction model's start is H0 + dH,
+            H0 read from the SCF's own GPAW object at its initial density (no derivative
+            needed: the prediction only starts the SCF).
         settings: GPAW settings of the calculation (xc, basis and setups of the model's
-            training data; h, k grid, width, density criterion, maxiter).
+            training data; h, k grid, width, density criterion, maxiter; a correction
+            model also needs its H0's grid spacing h).
         charge: net charge (e).
         reuse: after the first step, start each SCF from the previous converged state
             moved with the atoms (GPAW's own relaxation reuse) instead of the model.
         skin: extra reach of the model's neighbour lists (Å).
         log: GPAW text log.
+
+    Raises:
+        MLHError: a correction model with other H0 settings than its training data's.
     """
 
     def __init__(self, predictor: Predictor, settings: GPAWSettings, charge: float = 0.0,
                  reuse: bool = True, skin: float = 0.5,
                  log: io.TextIOBase | str | None = None):
+        from physics.band.route import BandEnergyRoute
+        from physics.dft.forces import check_baseline_grid
+
         self.predictor = predictor
-        self.predicted_record: Callable[[Atoms, str], HamiltonianRecord]
-        """The model's record of a structure (atoms, name for messages)."""
-        if predictor.config.target == "correction":
-            from mlh.inference.prediction import predict_record
-
-            self.predicted_record = partial(predict_record, predictor)
-        else:
-            from physics.band.route import BandEnergyRoute
-
-            self.predicted_record = BandEnergyRoute(
-                predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
-                kpoint_density=settings.kpoint_density, skin=skin, charge=charge).predicted_record
+        self.correction = predictor.config.target == "correction"
+        if self.correction:
+            check_baseline_grid(predictor, settings)
+        self.predicted_record: Callable[[Atoms, str], HamiltonianRecord] = BandEnergyRoute(
+            predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
+            kpoint_density=settings.kpoint_density, skin=skin, charge=charge,
+            baseline_added=True).predicted_record
+        """The model's record of a structure (atoms, name for messages); a correction
+        model's holds dH alone."""
         self.settings = settings
         self.charge = float(charge)
         self.reuse = bool(reuse)
@@ -281,7 +289,10 @@ class ModelSCFRoute:
             kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
             dft = gpaw_calculation(atoms, self.settings, kpts, self.charge, self.log)
             set_up = time.perf_counter()
-            install_density(dft, *record_inputs(record, self.settings, kpts)[2:])
+            hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)[2:]
+            if self.correction:
+                hamiltonian_k = BaselineHamiltonian(dft).added_to(hamiltonian_k)
+            install_density(dft, hamiltonian_k, overlap_k)
             timings = {"setup": set_up - predicted,
                        "start": predicted - begin + time.perf_counter() - set_up}
             start = START_HAMILTONIAN

@@ -113,12 +113,14 @@ def test_labels_are_present_and_consistent(gpaw_records):
 
 
 def test_ghost_atom_carries_basis_but_no_electrons():
+    """A ghost O in H2O: its basis stays, its 6 valence electrons go (closed-shell H2 left:
+    a ghost H would leave a 7-electron radical, whose SCF takes 119 iterations)."""
     atoms = molecule("H2O", vacuum=3.5)
-    atoms.arrays["ghost"] = np.array([False, False, True])
+    atoms.arrays["ghost"] = np.array([True, False, False])
     record = reference_record(atoms, GPAWSettings(forces=False))
-    assert record.ghost.tolist() == [False, False, True]
-    assert record.labels.n_electrons == 7
-    assert record.orbital_counts[2] == 4  # H szp(dzp): 1s + p polarisation
+    assert record.ghost.tolist() == [True, False, False]
+    assert record.labels.n_electrons == 2
+    assert record.orbital_counts[0] == 9  # O szp(dzp): 2s + 2p + d polarisation
 
 
 def test_missing_basis_is_reported():

@@ -47,22 +47,30 @@ def test_scf_that_does_not_converge_is_one_error(gpaw_records):
         scf_for_record(record, settings)
 
 
-def test_correction_model_starts_from_h0_plus_its_correction(gpaw_records):
-    """A correction model's start is H0 + dH (GPAW's zeroth-step H0 of the structure, built
-    inside the prediction); the SCF from it ends at GPAW's result."""
-    from physics.dft.scf import ModelSCFRoute
+def test_correction_model_starts_from_h0_plus_its_correction(gpaw_records, monkeypatch):
+    """A correction model's start is H0 + dH (GPAW's zeroth-step H0, read from the SCF's own
+    GPAW object, plus the model's dH): the H installed equals the inference's H0 + dH,
+    and the SCF from it ends at GPAW's result."""
+    import physics.dft.scf as scf
+    from mlh.inference.prediction import predict_record
     from tests.models import direct_and_correction
 
     atoms, record = gpaw_records("water")
     _, correction = direct_and_correction(record)
-    route = ModelSCFRoute(correction, settings_from_record(record), reuse=False)
-    start = route.predicted_record(atoms, "water")
-    assert start.has_baseline and start.provenance["model_target"] == "correction"
-    difference = (start.hamiltonian_k(None) - start.baseline_k(None)).toarray()
-    assert np.abs(difference).max() > 1e-3  # the random dH is there
-    result = route.evaluate(atoms)
+    installed, install_density = [], scf.install_density
+
+    def spy(dft, hamiltonian_k, overlap_k=None):
+        installed.append(np.array(hamiltonian_k(None, 0)))
+        return install_density(dft, hamiltonian_k, overlap_k)
+
+    monkeypatch.setattr(scf, "install_density", spy)
+    result = scf.ModelSCFRoute(correction, settings_from_record(record), reuse=False).evaluate(atoms)
     assert result.start == START_HAMILTONIAN
     assert_same_as_gpaw(result, record.labels)
+    expected = predict_record(correction, atoms, "water")
+    dH = (expected.hamiltonian_k(None) - expected.baseline_k(None)).toarray()
+    assert np.abs(dH).max() > 1e-3  # the random dH is there
+    np.testing.assert_allclose(installed[0], expected.hamiltonian_k(None).toarray(), atol=1e-4)
 
 
 @pytest.fixture(scope="module")
