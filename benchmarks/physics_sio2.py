@@ -1,12 +1,15 @@
-"""Physics benchmark (issue 4): both energy routes against GPAW SCF on rattled SiO2 with an O vacancy.
+"""Physics benchmark (issues 4, 17): the model's routes against GPAW SCF on rattled SiO2 with an O vacancy.
 
     bash examples/make_sio2_dataset.sh            # GPAW data, model and repulsion (once)
     .venv/bin/python benchmarks/physics_sio2.py --model example_output/sio2_training/model
+    .venv/bin/python benchmarks/physics_sio2.py --model examples/models/sio2_correction \
+        --routes dft scf --relax-methods gpaw dft    # the bundled correction model
 
 Structures (not in the training data): rattled alpha-quartz supercells (default 2x2x2 = 72
 atoms and 2x2x3 = 108 atoms) and the same cells with one O removed. For each cell and each
 route ("dft": GPAW's Kohn-Sham functional at the model's density with exact forces; "band":
-band energy + fitted repulsion) it reports against one GPAW SCF of the same structure:
+band energy + fitted repulsion, direct models only; "scf": GPAW's SCF started from the
+model's density, so GPAW's results and only the time differs) it reports against one GPAW SCF of the same structure:
 energy error (meV/atom; "energy", extrapolated to zero width), force MAE (meV/Å, over
 components), and wall time per energy+force evaluation (a cold first call and a warm second
 one at slightly moved atoms) against the SCF's. For the relaxation size it relaxes host and
@@ -84,8 +87,21 @@ def single_point(atoms: Atoms, calculator) -> dict:
     atoms.calc = calculator
     forces = atoms.get_forces()
     energy = atoms.get_potential_energy()
-    return {"energy": float(energy), "forces": forces.tolist(),
-            "seconds": time.perf_counter() - start}
+    point = {"energy": float(energy), "forces": forces.tolist(),
+             "seconds": time.perf_counter() - start}
+    result = getattr(calculator, "last_result", None)
+    if getattr(result, "iterations", None) is not None:  # the scf route's, from the model
+        point["scf_iterations"] = int(result.iterations)
+    if getattr(result, "timings", None):
+        point["timings"] = {name: round(float(t), 2) for name, t in result.timings.items()}
+    return point
+
+
+def gpaw_iterations(log: Path) -> int | None:
+    """SCF iterations in a GPAW text log (None without the log)."""
+    if not log.exists():
+        return None
+    return sum(line.startswith("|iter:") for line in log.read_text().splitlines())
 
 
 def relaxation(atoms: Atoms, calculator, fmax: float, steps: int, trajectory: Path) -> dict:
@@ -131,10 +147,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="*", default=["2x2x2", "2x2x3"],
                         help="single-point cells (none: relaxations only)")
     parser.add_argument("--relax-size", default="2x2x2")
-    parser.add_argument("--routes", nargs="*", default=["dft", "band"], choices=["dft", "band"],
+    parser.add_argument("--routes", nargs="*", default=["dft", "band"],
+                        choices=["dft", "band", "scf"],
                         help="routes to evaluate (none: GPAW's side only, no model needed)")
     parser.add_argument("--relax-methods", nargs="*", default=["gpaw", "dft", "band"],
-                        choices=["gpaw", "dft", "band"], help="relaxations to run (several "
+                        choices=["gpaw", "dft", "band", "scf"], help="relaxations to run (several "
                         "processes can share WORKDIR with different methods)")
     parser.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
     parser.add_argument("--steps", type=int, default=150)
@@ -179,18 +196,26 @@ def main() -> None:
             print(f"{name}: {len(atoms)} atoms", flush=True)
             reference = cached(workdir / f"{name}_gpaw.json", lambda: single_point(
                 atoms, gpaw_calculator(atoms, settings, workdir / f"{name}_gpaw.txt")))
-            cell = {"atoms": len(atoms), "gpaw_scf_seconds": reference["seconds"], "routes": {}}
+            cell = {"atoms": len(atoms), "gpaw_scf_seconds": reference["seconds"],
+                    "gpaw_scf_iterations": gpaw_iterations(workdir / f"{name}_gpaw.txt"),
+                    "routes": {}}
             for route, calculator in calculators.items():
                 def evaluate(atoms=atoms, calculator=calculator):
                     cold = single_point(atoms, calculator)
                     moved = atoms.copy()
                     moved.rattle(0.01, seed=1)
                     warm = single_point(moved, calculator)
-                    return {**cold, "cold_seconds": cold["seconds"], "seconds": warm["seconds"]}
+                    return {**cold, "cold_seconds": cold["seconds"], "seconds": warm["seconds"],
+                            **({"timings": warm["timings"]} if "timings" in warm else {}),
+                            **({"warm_scf_iterations": warm["scf_iterations"]}
+                               if "scf_iterations" in warm else {})}
                 point = cached(workdir / f"{name}_{route}.json", evaluate)
                 cell["routes"][route] = {**point_errors(point, reference, len(atoms)),
                                          "seconds_per_evaluation": point["seconds"],
                                          "first_call_seconds": point["cold_seconds"]}
+                for key in ("scf_iterations", "warm_scf_iterations", "timings"):
+                    if key in point:
+                        cell["routes"][route][key] = point[key]
                 print(f"  {route}: {cell['routes'][route]}", flush=True)
             summary["cells"][name] = cell
     summary["relaxation"] = relaxation_benchmark(args, settings, calculators, workdir)
