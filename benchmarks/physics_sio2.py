@@ -9,14 +9,14 @@ Structures (not in the training data): rattled alpha-quartz supercells (default 
 atoms and 2x2x3 = 108 atoms) and the same cells with one O removed. For each cell and each
 route ("dft": GPAW's Kohn-Sham functional at the model's density with exact forces; "band":
 band energy + fitted repulsion, direct models only; "scf": GPAW's SCF started from the
-model's density, so GPAW's results and only the time differs) it reports against one GPAW SCF of the same structure:
-energy error (meV/atom; "energy", extrapolated to zero width), force MAE (meV/Å, over
-components), and wall time per energy+force evaluation (a cold first call and a warm second
-one at slightly moved atoms) against the SCF's. For the relaxation size it relaxes host and
-defect with GPAW and with each route (BFGS, --fmax) and reports Delta Q = sqrt(sum m_i
-|dr_i|^2) (amu^1/2 Å) and the coordinate MAE (Å) of the relaxed structures against GPAW's,
-and the formation energy E_f = E(defect) - E(host) + E_O (E_O = half a spin-polarised GPAW
-O2, the same for every route) with its error (meV).
+model's density, so GPAW's results and only the time differs) it reports against one GPAW
+SCF of the same structure: energy error (meV/atom; "energy", extrapolated to zero width),
+force MAE (meV/Å, over components), and wall time per energy+force evaluation (a cold first
+call and a warm second one at slightly moved atoms) against the SCF's. For the relaxation
+size it relaxes host and defect with GPAW and with each route (BFGS, --fmax) and reports
+Delta Q = sqrt(sum m_i |dr_i|^2) (amu^1/2 Å) and the coordinate MAE (Å) of the relaxed
+structures against GPAW's, and the formation energy E_f = E(defect) - E(host) + E_O (E_O =
+half a spin-polarised GPAW O2, the same for every route) with its error (meV).
 
 Every GPAW SCF, route evaluation and relaxation is stored in WORKDIR as it finishes (JSON
 and ASE trajectories), so a killed run resumes where it stopped (a relaxation from its last

@@ -50,13 +50,14 @@ from physics.density_matrix import kspace_blocks
 from physics.dft.functional import (
     BaselineHamiltonian,
     DFTFunctionalResult,
+    check_baseline_grid,
     functional_at_state,
     gpaw_calculation,
     record_inputs,
 )
 from physics.dft.response import density_matrix_gradients
 
-__all__ = ["ModelDFTRoute", "check_baseline_grid", "wrapped_record"]
+__all__ = ["ModelDFTRoute", "wrapped_record"]
 
 
 def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
@@ -168,17 +169,6 @@ class ModelDFTRoute:
         if baseline is not None:
             gradient = gradient + baseline.trace_gradient(G_H, kpoints, weights)
         return gradient
-
-
-def check_baseline_grid(predictor: Predictor, settings: GPAWSettings) -> None:
-    """MLHError unless `settings` build H0 on the grid spacing the correction model's
-    training data used (xc, basis and setups are the model's already)."""
-    from mlh.gpaw.settings import baseline_settings_of
-
-    wanted = baseline_settings_of(predictor).h
-    if abs(settings.h - wanted) > 1e-12:
-        raise MLHError(f"the correction model learned dH on H0 made with h = {wanted} Å; the "
-                       f"route's grid spacing is {settings.h} Å")
 
 
 class _Baseline(BaselineHamiltonian):

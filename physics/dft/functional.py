@@ -48,13 +48,14 @@ from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
 from mlh.gpaw.reference import gpaw_parameters
 from mlh.gpaw.settings import GPAWSettings
+from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
     "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
-    "dft_functional_for_record",
-    "valence_charges", "gpaw_calculation", "BaselineHamiltonian", "install_density", "InstalledDensity", "record_inputs",
+    "dft_functional_for_record", "valence_charges", "gpaw_calculation", "BaselineHamiltonian",
+    "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE",
 ]
 
@@ -161,6 +162,17 @@ class BaselineHamiltonian:
     def added_to(self, correction_k: HamiltonianFunction) -> HamiltonianFunction:
         """hamiltonian_k of H0 + a correction model's dH (`correction_k`)."""
         return lambda k, spin: correction_k(k, spin) + self.hamiltonian(k, spin)
+
+
+def check_baseline_grid(predictor: Predictor, settings: GPAWSettings) -> None:
+    """MLHError unless `settings` build H0 on the grid spacing the correction model's
+    training data used (xc, basis and setups are the model's already)."""
+    from mlh.gpaw.settings import baseline_settings_of
+
+    wanted = baseline_settings_of(predictor).h
+    if abs(settings.h - wanted) > 1e-12:
+        raise MLHError(f"the correction model learned dH on H0 made with h = {wanted} Å; the "
+                       f"route's grid spacing is {settings.h} Å")
 
 
 def _check_overlap(overlap_k: Callable[[np.ndarray | None], np.ndarray], k: np.ndarray | None,

@@ -36,6 +36,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.dft.functional import (
     BaselineHamiltonian,
     HamiltonianFunction,
+    check_baseline_grid,
     gpaw_calculation,
     install_density,
     record_inputs,
@@ -249,7 +250,6 @@ class ModelSCFRoute:
                  reuse: bool = True, skin: float = 0.5,
                  log: io.TextIOBase | str | None = None):
         from physics.band.route import BandEnergyRoute
-        from physics.dft.forces import check_baseline_grid
 
         self.predictor = predictor
         self.correction = predictor.config.target == "correction"

@@ -55,14 +55,13 @@ def rattled_correction(correction_calculator):
 
 def test_forces_are_minus_the_gradient_of_the_free_energy(dft_calculator, rattled):
     atoms, _, forces = rattled
-    calculator = dft_calculator
-    without = MLHCalculator(calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
+    without = MLHCalculator(dft_calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
                             response=False).get_forces(atoms)
 
     def free_energy(atom: int, axis: int, step: float) -> float:
         moved = atoms.copy()
         moved.positions[atom, axis] += step
-        return calculator.get_potential_energy(moved, force_consistent=True)
+        return dft_calculator.get_potential_energy(moved, force_consistent=True)
 
     for atom, axis in [(0, 0), (1, 2), (2, 1)]:
         estimates = [-(free_energy(atom, axis, h) - free_energy(atom, axis, -h)) / (2 * h)
