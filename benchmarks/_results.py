@@ -17,3 +17,9 @@ def write_results(result: Any, path: Path) -> str:
     with atomic_output(path) as tmp:
         Path(tmp).write_text(text + "\n")
     return text
+
+
+def training_history(run: Path) -> list[dict[str, str]]:
+    """The rows of a training run's RUN/metrics.csv, one dict per epoch (values as text)."""
+    lines = (run / "metrics.csv").read_text().splitlines()
+    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]

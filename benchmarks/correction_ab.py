@@ -40,7 +40,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
 from mlh.train.loop import split_files, train
 
-from _results import write_results
+from _results import training_history, write_results
 
 ARMS = {
     "direct": ("hamiltonian", False),
@@ -81,6 +81,14 @@ def _baseline(record: HamiltonianRecord) -> HamiltonianRecord:
     return replace(record, H_pair=record.H0_pair, H_onsite=record.H0_onsite)
 
 
+def load_previous(path: Path, settings: dict) -> dict:
+    """The finished runs of an earlier results file with the same settings ({} otherwise)."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    return old.get("runs", {}) if old.get("settings") == settings else {}
+
+
 def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, epochs: int) -> TrainConfig:
     target, gauge = ARMS[arm]
     return base.model_copy(update={
@@ -90,11 +98,6 @@ def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, 
         "model": base.model.model_copy(update={"target": target}),
         "loss": base.loss.model_copy(update={"gauge_invariant": gauge}),
     })
-
-
-def _history(run: Path) -> list[dict[str, str]]:
-    lines = (run / "metrics.csv").read_text().splitlines()
-    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
 
 
 def main() -> None:
@@ -126,11 +129,7 @@ def main() -> None:
         "epochs": args.epochs, "wall_seconds": args.wall, "window_eV": args.window,
         "valid_fraction": valid_fraction, "records": n_records,
     }
-    previous = {}
-    if out.exists():
-        old = json.loads(out.read_text())
-        if old.get("settings") == settings:
-            previous = old.get("runs", {})
+    previous = load_previous(out, settings)
     references = {p.stem: read_record(p) for p in valid_files}
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, 2 shared cores",
@@ -152,7 +151,7 @@ def main() -> None:
             start = time.perf_counter()
             predictor = train(config, progress=False, log=lambda line, key=key: print(key, line, flush=True),
                               time_limit=args.wall)
-            history = _history(config.output)
+            history = training_history(config.output)
             pairs = [(n, predict_record(predictor, r, n), r) for n, r in references.items()]
             result["runs"][key] = {
                 "arm": arm, "target": ARMS[arm][0], "gauge_invariant_loss": ARMS[arm][1],

@@ -27,7 +27,7 @@ from pathlib import Path
 from mlh.model.config import TrainConfig, load_config
 from mlh.train.loop import split_files, train
 
-from _results import write_results
+from _results import training_history, write_results
 
 VARIANTS = {f"degree{d}_{'fused' if fused else 'tensor'}": (d, fused) for d in (2, 4) for fused in (False, True)}
 
@@ -77,8 +77,7 @@ def main() -> None:
         degree, fused = VARIANTS[name]
         config = _variant(base, degree, fused, args.runs / name, args.records, args.epochs)
         predictor = train(config, progress=False, log=lambda line, name=name: print(name, line, flush=True))
-        lines = (config.output / "metrics.csv").read_text().splitlines()
-        history = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+        history = training_history(config.output)
         seconds = [float(row["epoch_seconds"]) for row in history]
         last = history[-1]
         result["variants"][name] = {

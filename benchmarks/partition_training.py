@@ -38,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from _results import write_results
+from _results import training_history, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,11 +63,6 @@ def train_run(config: dict) -> dict:
     if "peak_bytes_in_use" in memory:
         result["peak_device_mib"] = round(memory["peak_bytes_in_use"] / 2**20, 1)
     return result
-
-
-def _metrics(folder: Path) -> list[dict]:
-    lines = (folder / "metrics.csv").read_text().splitlines()
-    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
 
 
 def _test_errors(model: Path, tests: list[Path]) -> dict:
@@ -129,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(workdir / name, ignore_errors=True)  # a fresh run, not a resumed one
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             measured = pool.submit(train_run, config.model_dump(mode="json")).result()
-        history = _metrics(workdir / name)
+        history = training_history(workdir / name)
         seconds = [float(row["epoch_seconds"]) for row in history]
         row = {
             "name": name,

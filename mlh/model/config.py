@@ -74,6 +74,11 @@ class DataConfig(_Section):
         default_factory=list,
         description="validation records; empty: split valid_fraction off the training set",
     )
+    extra_train_path: list[Path] = Field(
+        default_factory=list,
+        description="more training records, never split off for validation (for example "
+        "snapshots of relaxation trajectories added to a set whose validation split is kept)",
+    )
     n_train: int | None = Field(None, ge=1, description="use at most this many training records")
     n_valid: int | None = Field(None, ge=1, description="use at most this many validation records")
     valid_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="split used when valid_path is empty")
@@ -280,6 +285,7 @@ def _relative_to(config: TrainConfig, folder: Path) -> TrainConfig:
         update={
             "train_path": [resolve(p) for p in config.data.train_path],
             "valid_path": [resolve(p) for p in config.data.valid_path],
+            "extra_train_path": [resolve(p) for p in config.data.extra_train_path],
             "partition": partition,
         }
     )

@@ -39,7 +39,9 @@ __all__ = ["split_files", "block_errors", "train"]
 
 
 def split_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
-    """Training and validation record files (validation split off when no valid_path)."""
+    """Training and validation record files: the validation split (valid_fraction of
+    train_path) when no valid_path, then at most n_train training records, then every
+    record of extra_train_path added to the training records."""
     train_files = record_files(data.train_path)
     if data.valid_path:
         valid_files = record_files(data.valid_path)
@@ -49,6 +51,8 @@ def split_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
         valid_files = [train_files[i] for i in sorted(order[:n_valid])]
         train_files = [train_files[i] for i in sorted(order[n_valid:])]
     train_files = train_files[: data.n_train]
+    if data.extra_train_path:
+        train_files += record_files(data.extra_train_path)
     valid_files = valid_files[: data.n_valid]
     if not train_files:
         raise MLHError("no training records left after the validation split")

@@ -1,0 +1,120 @@
+"""Which training data helps relaxations (issue 17, item 3): the same model trained on a base
+set alone and with each part of the relaxation recipe added.
+
+    bash examples/make_sio2_relax_dataset.sh example_data 2 30     # GPAW relaxations + rattles
+    .venv/bin/python benchmarks/relax_data_ab.py --base example_data/sio2_train_h0 \
+        --extra example_data/sio2_relax --part snapshots='snapshots_*' --part rattled='rattled_*' \
+        --test example_data/sio2_relax_test --epochs 40
+
+Arms: "base" (the base folder's training split), "base+<part>" for every --part (the records
+of the extra folder whose names match the part's glob), and "base+all" (every part). Every
+arm has the configuration's architecture and optimizer, the same epochs and the same
+validation records (the base folder's validation split, which picks the best epoch). Each
+arm's best model is evaluated on the base validation records and on the --test records
+(for example GPAW records of frames of GPAW relaxation trajectories of larger cells, none in
+any training set): H MAE all / on-site / off-site / per species pair and eigenvalue MAE
+within E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluation`).
+
+Runs train in RUNS/<arm>_e<epochs> and resume after a kill; finished arms (in the results
+JSON with the same settings) are not redone. Results: benchmarks/results/relax_data_ab.json.
+Units: meV, s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import platform
+import time
+from pathlib import Path
+
+from mlh.inference.prediction import predict_record
+from mlh.model.config import load_config
+from mlh.record.io import read_record, record_files
+from mlh.train.loop import split_files, train
+
+from _results import training_history, write_results
+from correction_ab import evaluation, load_previous
+
+
+def _parts(extra: Path | None, specs: list[str]) -> dict[str, list[Path]]:
+    """Part name -> record files of `extra` whose names match the part's glob."""
+    if not specs:
+        return {}
+    files = record_files([extra])
+    parts = {}
+    for spec in specs:
+        name, _, pattern = spec.partition("=")
+        parts[name] = [f for f in files if fnmatch.fnmatch(f.stem, pattern)]
+        if not parts[name]:
+            raise SystemExit(f"--part {spec}: no records of {extra} match {pattern!r}")
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, required=True, help="folder of base records with H0")
+    parser.add_argument("--extra", type=Path, default=None, help="folder of the added records")
+    parser.add_argument("--part", action="append", default=[], help="NAME=GLOB of record names in --extra")
+    parser.add_argument("--test", type=Path, default=None, help="folder of test records with H0")
+    parser.add_argument("--config", type=Path, default=Path("examples/sio2_correction_model.yaml"))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
+    parser.add_argument("--runs", type=Path, default=Path("example_output/relax_data_ab"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/relax_data_ab.json"))
+    args = parser.parse_args()
+
+    base = load_config(args.config)
+    base = base.model_copy(update={"data": base.data.model_copy(update={"train_path": [args.base], "valid_path": []})})
+    train_files, valid_files = split_files(base.data)
+    parts = _parts(args.extra, args.part)
+    arms = {"base": train_files}
+    arms.update({f"base+{name}": train_files + files for name, files in parts.items()})
+    if len(parts) > 1:
+        arms["base+all"] = train_files + [f for files in parts.values() for f in files]
+    tests = {"valid": {p.stem: read_record(p) for p in valid_files}}
+    if args.test:
+        tests["test"] = {p.stem: read_record(p) for p in record_files([args.test])}
+    settings = {
+        "base": str(args.base), "extra": str(args.extra), "parts": args.part, "test": str(args.test),
+        "config": str(args.config), "config_sha256": hashlib.sha256(args.config.read_bytes()).hexdigest()[:16],
+        "epochs": args.epochs, "window_eV": args.window,
+    }
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, 2 shared cores",
+        "settings": settings,
+        "records": {"base_train": [p.stem for p in train_files], **{k: list(v) for k, v in tests.items()},
+                    **{name: [p.stem for p in files] for name, files in parts.items()}},
+        "runs": load_previous(args.out, settings),
+    }
+    write_results(result, args.out)
+    for arm, files in arms.items():
+        if arm in result["runs"]:
+            print(f"{arm}: done")
+            continue
+        config = base.model_copy(update={
+            "output": args.runs / f"{arm}_e{args.epochs}", "n_epochs": args.epochs,
+            "data": base.data.model_copy(update={"train_path": files, "valid_path": valid_files}),
+        })
+        start = time.perf_counter()
+        predictor = train(config, progress=False, log=lambda line, arm=arm: print(arm, line, flush=True))
+        history = training_history(config.output)
+        result["runs"][arm] = {
+            "train_records": len(files),
+            "epochs_done": len(history),
+            "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
+            "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
+            "this_call_seconds": time.perf_counter() - start,
+            **{name: evaluation([(n, predict_record(predictor, r, n), r) for n, r in records.items()], args.window)
+               for name, records in tests.items()},
+        }
+        write_results(result, args.out)
+        line = ", ".join(f"{name}: H MAE {r['raw']['H_mae']:.3f} meV (on-site {r['raw']['onsite_mae']:.1f}), "
+                         f"eigenvalues {r['aligned']['eigenvalue_mae_window']:.1f} meV aligned"
+                         for name, r in ((n, result["runs"][arm][n]) for n in tests))
+        print(f"{arm}: {line}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
