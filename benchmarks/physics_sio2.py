@@ -18,10 +18,12 @@ Delta Q = sqrt(sum m_i |dr_i|^2) (amu^1/2 Å) and the coordinate MAE (Å) of the
 structures against GPAW's, and the formation energy E_f = E(defect) - E(host) + E_O (E_O =
 half a spin-polarised GPAW O2, the same for every route) with its error (meV).
 
-Every GPAW SCF, route evaluation and relaxation is stored in WORKDIR as it finishes (JSON
-and ASE trajectories), so a killed run resumes where it stopped (a relaxation from its last
-finished step, relax.optimize.relax), and processes with different --relax-methods can
-share WORKDIR (the last one to finish prints the complete summary). Prints the summary
+Every GPAW SCF, route evaluation and relaxation is stored as it finishes (JSON and ASE
+trajectories): GPAW's in WORKDIR, the model's in WORKDIR/model-<first 12 digits of the model
+digest>, so another model reuses GPAW's results and never another model's. A killed run
+resumes where it stopped (a relaxation from its last finished step, relax.optimize.relax),
+and processes with different --relax-methods can share WORKDIR (the last one to finish
+prints the complete summary). Prints the summary
 and writes it to benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
 """
 
@@ -180,12 +182,15 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     settings = load_settings(args.gpaw_config)
     predictor = Predictor.load(args.model) if args.routes else None
+    model_dir = workdir / f"model-{predictor.digest[:12]}" if predictor and predictor.digest else workdir
+    model_dir.mkdir(exist_ok=True)
     calculators = {route: MLHCalculator(
         predictor, route=route, width=settings.smearing_width, h=settings.h,
         kpoint_density=settings.kpoint_density,
         repulsion=args.model / "repulsion.json" if route == "band" else None)
         for route in args.routes}
-    summary: dict = {"model": str(args.model), "fmax_eV_per_angstrom": args.fmax,
+    summary: dict = {"model": str(args.model), "model_digest": predictor.digest if predictor else None,
+                     "fmax_eV_per_angstrom": args.fmax,
                      "rattle_angstrom": args.rattle, "host": platform.node(),
                      "cpu_count": os.cpu_count(), "cells": {}}
     for size in args.sizes:
@@ -209,7 +214,7 @@ def main() -> None:
                             **({"timings": warm["timings"]} if "timings" in warm else {}),
                             **({"warm_scf_iterations": warm["scf_iterations"]}
                                if "scf_iterations" in warm else {})}
-                point = cached(workdir / f"{name}_{route}.json", evaluate)
+                point = cached(model_dir / f"{name}_{route}.json", evaluate)
                 cell["routes"][route] = {**point_errors(point, reference, len(atoms)),
                                          "seconds_per_evaluation": point["seconds"],
                                          "first_call_seconds": point["cold_seconds"]}
@@ -218,14 +223,16 @@ def main() -> None:
                         cell["routes"][route][key] = point[key]
                 print(f"  {route}: {cell['routes'][route]}", flush=True)
             summary["cells"][name] = cell
-    summary["relaxation"] = relaxation_benchmark(args, settings, calculators, workdir)
+    summary["relaxation"] = relaxation_benchmark(args, settings, calculators, workdir, model_dir)
     summary["peak_rss_GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(write_results(summary, args.output))
     print(f"written to {args.output}")
 
 
-def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdir: Path) -> dict:
-    """Relax host and defect with GPAW and each route; structures and formation energies."""
+def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdir: Path,
+                         model_dir: Path) -> dict:
+    """Relax host and defect with GPAW and each route; structures and formation energies
+    (GPAW's files in `workdir`, the routes' in `model_dir`)."""
     repeat = tuple(int(n) for n in args.relax_size.split("x"))
     cells = test_cells(repeat, args.seed, args.rattle)
     oxygen = oxygen_reference(settings, workdir)["energy_per_atom"]
@@ -234,7 +241,8 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
         runs[method] = {}
         for kind, atoms in cells.items():
             name = f"relax_{args.relax_size}_{kind}_{method}"
-            path = workdir / f"{name}.json"
+            folder = workdir if method == "gpaw" else model_dir
+            path = folder / f"{name}.json"
             if method not in args.relax_methods:
                 if path.exists():
                     runs[method][kind] = json.loads(path.read_text())
@@ -243,7 +251,7 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
             calculator = (gpaw_calculator(atoms, settings, workdir / f"{name}.txt")
                           if method == "gpaw" else calculators[method])
             runs[method][kind] = cached(path, lambda: relaxation(
-                atoms, calculator, args.fmax, args.steps, workdir / f"{name}.traj"))
+                atoms, calculator, args.fmax, args.steps, folder / f"{name}.traj"))
     result: dict = {"size": args.relax_size, "oxygen_reference_eV": oxygen, "methods": {}}
     complete = {method: pair for method, pair in runs.items() if len(pair) == len(cells)}
     for method, pair in complete.items():
