@@ -1,0 +1,63 @@
+"""Accuracy of trained models on a training configuration's validation records and on
+larger records (issue 16's targets), side by side.
+
+    .venv/bin/python benchmarks/model_accuracy.py --config examples/wse2_correction_model.yaml \
+        --model old=OLD_MODEL --model new=examples/models/wse2_vacancies_correction \
+        --large example_data/wse2_6x3_h0 --out benchmarks/results/model_accuracy_wse2.json
+
+For each model: H MAE all / on-site / off-site / per species pair and eigenvalue MAE within
+E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluation`), on the
+configuration's validation split and on every record of --large (for example GPAW cells
+larger than any training cell). Units: meV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+from mlh.inference.prediction import predict_record
+from mlh.model.config import load_config
+from mlh.model.predictor import Predictor
+from mlh.record.io import read_record, record_files
+from mlh.train.loop import split_files
+
+from _results import write_results
+from correction_ab import evaluation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="training configuration (its validation split)")
+    parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER of a model")
+    parser.add_argument("--large", type=Path, default=None, help="folder of larger GPAW records")
+    parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    _, valid = split_files(load_config(args.config).data)
+    sets = {"valid": {p.stem: read_record(p) for p in valid}}
+    if args.large:
+        sets["large"] = {p.stem: read_record(p) for p in record_files([args.large])}
+    result = {"machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+              "config": str(args.config), "records": {name: list(records) for name, records in sets.items()},
+              "models": {}}
+    for spec in args.model:
+        name, _, folder = spec.partition("=")
+        predictor = Predictor.load(Path(folder))
+        result["models"][name] = {"folder": folder, "digest": predictor.digest, **{
+            set_name: evaluation([(n, predict_record(predictor, r, n), r) for n, r in records.items()],
+                                 args.window)
+            for set_name, records in sets.items()}}
+        for set_name in sets:
+            r = result["models"][name][set_name]
+            print(f"{name} {set_name}: H MAE {r['raw']['H_mae']:.3f} meV (aligned {r['aligned']['H_mae']:.3f}; "
+                  f"on-site {r['raw']['onsite_mae']:.2f}, off-site {r['raw']['offsite_mae']:.3f}), eigenvalues "
+                  f"{r['raw']['eigenvalue_mae_window']:.1f} meV (aligned {r['aligned']['eigenvalue_mae_window']:.1f})",
+                  flush=True)
+    write_results(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
