@@ -4,20 +4,25 @@ set alone and with each part of the relaxation recipe added.
     bash examples/make_sio2_relax_dataset.sh example_data 2 30     # GPAW relaxations + rattles
     .venv/bin/python benchmarks/relax_data_ab.py --base example_data/sio2_train_h0 \
         --extra example_data/sio2_relax --part snapshots='snapshots_*' --part rattled='rattled_*' \
-        --test example_data/sio2_relax_test --epochs 40
+        --path out/physics_sio2_issue17/relax_2x2x2_host_gpaw.traj@0,3,9,-1 \
+        --path out/physics_sio2_issue17/relax_2x2x2_defect_gpaw.traj@0,3,9,-1 --epochs 40
 
 Arms: "base" (the base folder's training split), "base+<part>" for every --part (the records
 of the extra folder whose names match the part's glob), and "base+all" (every part). Every
 arm has the configuration's architecture and optimizer, the same epochs and the same
 validation records (the base folder's validation split, which picks the best epoch). Each
-arm's best model is evaluated on the base validation records and on the --test records
-(for example GPAW records of frames of GPAW relaxation trajectories of larger cells, none in
-any training set): H MAE all / on-site / off-site / per species pair and eigenvalue MAE
-within E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluation`).
+arm's best model is evaluated
+- on the base validation records: H MAE all / on-site / off-site / per species pair and
+  eigenvalue MAE within E_F +- 5 eV, raw and after the best c·S per structure
+  (`correction_ab.evaluation`);
+- on frames of GPAW relaxation trajectories (--path FILE@INDICES; for example
+  benchmarks/physics_sio2.py's 72/71-atom relaxations, larger cells than any training
+  cell), with the dft route (GPAW settings --gpaw-config): energy error (meV/atom) and
+  force MAE (meV/Å) against the energies and forces GPAW stored in the trajectory.
 
 Runs train in RUNS/<arm>_e<epochs> and resume after a kill; finished arms (in the results
 JSON with the same settings) are not redone. Results: benchmarks/results/relax_data_ab.json.
-Units: meV, s.
+Units: meV, meV/atom, meV/Å, s.
 """
 
 from __future__ import annotations
@@ -29,10 +34,17 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
+from ase import Atoms
+from ase.io import read
+
+from mlh.gpaw.settings import load_settings
 from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
+from mlh.model.predictor import Predictor
 from mlh.record.io import read_record, record_files
 from mlh.train.loop import split_files, train
+from relax.calculator import MLHCalculator
 
 from _results import training_history, write_results
 from correction_ab import evaluation, load_previous
@@ -52,12 +64,47 @@ def _parts(extra: Path | None, specs: list[str]) -> dict[str, list[Path]]:
     return parts
 
 
+def _path_frames(specs: list[str]) -> dict[str, Atoms]:
+    """Frames of trajectories ("FILE@i,j,..."; negative indices from the end) with GPAW's
+    energies and forces, named FILE-STEM@i."""
+    frames = {}
+    for spec in specs:
+        file, _, indices = spec.partition("@")
+        images = read(file, ":")
+        for index in (int(i) for i in indices.split(",")) if indices else range(len(images)):
+            frames[f"{Path(file).stem}@{index % len(images)}"] = images[index]
+    return frames
+
+
+def _path_errors(predictor: Predictor, frames: dict[str, Atoms], gpaw_config: Path) -> dict:
+    """dft-route energy error (meV/atom) and force MAE (meV/Å) per frame against GPAW."""
+    settings = load_settings(gpaw_config)
+    calculator = MLHCalculator(predictor, route="dft", width=settings.smearing_width, h=settings.h,
+                               kpoint_density=settings.kpoint_density)
+    errors = {}
+    for name, frame in frames.items():
+        atoms = frame.copy()
+        atoms.calc = calculator
+        start = time.perf_counter()
+        forces = atoms.get_forces()
+        energy = atoms.get_potential_energy()
+        errors[name] = {
+            "energy_error_meV_per_atom": 1e3 * (energy - frame.get_potential_energy()) / len(atoms),
+            "force_mae_meV_per_angstrom": 1e3 * float(np.abs(forces - frame.get_forces()).mean()),
+            "seconds": time.perf_counter() - start,
+        }
+    return {"frames": errors, **{f"mean_{key}": float(np.mean([e[key] for e in errors.values()]))
+                                 for key in ("energy_error_meV_per_atom", "force_mae_meV_per_angstrom")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="folder of base records with H0")
     parser.add_argument("--extra", type=Path, default=None, help="folder of the added records")
     parser.add_argument("--part", action="append", default=[], help="NAME=GLOB of record names in --extra")
-    parser.add_argument("--test", type=Path, default=None, help="folder of test records with H0")
+    parser.add_argument("--path", action="append", default=[],
+                        help="FILE@i,j,...: frames of a GPAW relaxation trajectory (with energies and forces)")
+    parser.add_argument("--gpaw-config", type=Path, default=Path("examples/sio2_gpaw.yaml"))
     parser.add_argument("--config", type=Path, default=Path("examples/sio2_correction_model.yaml"))
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
@@ -66,25 +113,26 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_config(args.config)
-    base = base.model_copy(update={"data": base.data.model_copy(update={"train_path": [args.base], "valid_path": []})})
+    base = base.model_copy(update={"data": base.data.model_copy(update={
+        "train_path": [args.base], "valid_path": [], "extra_train_path": []})})
     train_files, valid_files = split_files(base.data)
     parts = _parts(args.extra, args.part)
     arms = {"base": train_files}
     arms.update({f"base+{name}": train_files + files for name, files in parts.items()})
     if len(parts) > 1:
         arms["base+all"] = train_files + [f for files in parts.values() for f in files]
-    tests = {"valid": {p.stem: read_record(p) for p in valid_files}}
-    if args.test:
-        tests["test"] = {p.stem: read_record(p) for p in record_files([args.test])}
+    references = {p.stem: read_record(p) for p in valid_files}
+    frames = _path_frames(args.path)
     settings = {
-        "base": str(args.base), "extra": str(args.extra), "parts": args.part, "test": str(args.test),
+        "base": str(args.base), "extra": str(args.extra), "parts": args.part, "paths": args.path,
+        "gpaw_config": str(args.gpaw_config),
         "config": str(args.config), "config_sha256": hashlib.sha256(args.config.read_bytes()).hexdigest()[:16],
         "epochs": args.epochs, "window_eV": args.window,
     }
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, 2 shared cores",
         "settings": settings,
-        "records": {"base_train": [p.stem for p in train_files], **{k: list(v) for k, v in tests.items()},
+        "records": {"base_train": [p.stem for p in train_files], "valid": list(references), "path_frames": list(frames),
                     **{name: [p.stem for p in files] for name, files in parts.items()}},
         "runs": load_previous(args.out, settings),
     }
@@ -106,13 +154,19 @@ def main() -> None:
             "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
             "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
             "this_call_seconds": time.perf_counter() - start,
-            **{name: evaluation([(n, predict_record(predictor, r, n), r) for n, r in records.items()], args.window)
-               for name, records in tests.items()},
+            "valid": evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()],
+                                args.window),
         }
+        if frames:
+            result["runs"][arm]["relaxation_path"] = _path_errors(predictor, frames, args.gpaw_config)
         write_results(result, args.out)
-        line = ", ".join(f"{name}: H MAE {r['raw']['H_mae']:.3f} meV (on-site {r['raw']['onsite_mae']:.1f}), "
-                         f"eigenvalues {r['aligned']['eigenvalue_mae_window']:.1f} meV aligned"
-                         for name, r in ((n, result["runs"][arm][n]) for n in tests))
+        run = result["runs"][arm]
+        line = (f"H MAE {run['valid']['raw']['H_mae']:.3f} meV (on-site {run['valid']['raw']['onsite_mae']:.1f}), "
+                f"eigenvalues {run['valid']['aligned']['eigenvalue_mae_window']:.1f} meV aligned")
+        if frames:
+            path = run["relaxation_path"]
+            line += (f"; relaxation path: {path['mean_energy_error_meV_per_atom']:+.2f} meV/atom, "
+                     f"forces {path['mean_force_mae_meV_per_angstrom']:.0f} meV/Å")
         print(f"{arm}: {line}", flush=True)
 
 

@@ -3,9 +3,11 @@
 # 24 rattled (0.02-0.08 Å), strained (±2 %) 2x2x1 quartz cells (36 atoms), half with one O
 # vacancy whose two Si neighbours are pulled together by up to 0.4 Å each (the Si-Si bond of
 # the relaxed vacancy), computed with GPAW (examples/sio2_gpaw.yaml; energies and forces as labels,
-# the zeroth-step H0 beside H); then the direct model (examples/sio2_model.yaml), the band route's
-# repulsion and the correction model (examples/sio2_correction_model.yaml) fitted to the same
-# records. Re-running resumes every step (finished records and epochs are kept).
+# the zeroth-step H0 beside H); then the direct model (examples/sio2_model.yaml) and the band
+# route's repulsion fitted to them; then the relaxation data (examples/make_sio2_relax_dataset.sh:
+# snapshots of two GPAW relaxations and rattled cells) and the correction model
+# (examples/sio2_correction_model.yaml) fitted to both. Re-running resumes every step
+# (finished records, relaxations and epochs are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-example_data}
@@ -15,4 +17,5 @@ $mlh recipe sio2 -n 24 --seed 21 --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-rel
 $mlh generate "$out/sio2_train.extxyz" -o "$out/sio2_train" --config examples/sio2_gpaw.yaml --baseline
 $mlh train examples/sio2_model.yaml
 .venv/bin/python examples/fit_repulsion.py example_output/sio2_training/model "$out/sio2_train"
+bash examples/make_sio2_relax_dataset.sh "$out"
 $mlh train examples/sio2_correction_model.yaml
