@@ -20,7 +20,9 @@ arm's best model is evaluated
   cell), with the dft route (GPAW settings --gpaw-config): energy error (meV/atom) and
   force MAE (meV/Å) against the energies and forces GPAW stored in the trajectory.
 
-Runs train in RUNS/<arm>_e<epochs> and resume after a kill; finished arms (in the results
+--arms picks arms to train; --model NAME=FOLDER evaluates trained models the same way (for
+example the bundled model, trained on base+all for other epochs). Runs train in
+RUNS/<arm>_e<epochs> and resume after a kill; finished arms (in the results
 JSON with the same settings) are not redone. Results: benchmarks/results/relax_data_ab.json.
 Units: meV, meV/atom, meV/Å, s.
 """
@@ -109,6 +111,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
     parser.add_argument("--runs", type=Path, default=Path("example_output/relax_data_ab"))
+    parser.add_argument("--arms", default=None, help="comma-separated arms to train (default: all)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="NAME=FOLDER: also evaluate a trained model (no training)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/relax_data_ab.json"))
     args = parser.parse_args()
 
@@ -137,38 +142,47 @@ def main() -> None:
         "runs": load_previous(args.out, settings),
     }
     write_results(result, args.out)
-    for arm, files in arms.items():
+
+    def evaluate(name: str, predictor: Predictor, entry: dict) -> None:
+        """Validation and relaxation-path errors of one model, stored under `name` and printed."""
+        entry["valid"] = evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()],
+                                    args.window)
+        line = (f"H MAE {entry['valid']['raw']['H_mae']:.3f} meV (on-site {entry['valid']['raw']['onsite_mae']:.1f}), "
+                f"eigenvalues {entry['valid']['aligned']['eigenvalue_mae_window']:.1f} meV aligned")
+        if frames:
+            path = entry["relaxation_path"] = _path_errors(predictor, frames, args.gpaw_config)
+            line += (f"; relaxation path: {path['mean_energy_error_meV_per_atom']:+.2f} meV/atom, "
+                     f"forces {path['mean_force_mae_meV_per_angstrom']:.0f} meV/Å")
+        result["runs"][name] = entry
+        write_results(result, args.out)
+        print(f"{name}: {line}", flush=True)
+
+    chosen = args.arms.split(",") if args.arms else list(arms)
+    for arm in chosen:
         if arm in result["runs"]:
             print(f"{arm}: done")
             continue
         config = base.model_copy(update={
             "output": args.runs / f"{arm}_e{args.epochs}", "n_epochs": args.epochs,
-            "data": base.data.model_copy(update={"train_path": files, "valid_path": valid_files}),
+            "data": base.data.model_copy(update={"train_path": arms[arm], "valid_path": valid_files}),
         })
         start = time.perf_counter()
         predictor = train(config, progress=False, log=lambda line, arm=arm: print(arm, line, flush=True))
         history = training_history(config.output)
-        result["runs"][arm] = {
-            "train_records": len(files),
+        evaluate(arm, predictor, {
+            "train_records": len(arms[arm]),
             "epochs_done": len(history),
             "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
             "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
             "this_call_seconds": time.perf_counter() - start,
-            "valid": evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()],
-                                args.window),
-        }
-        if frames:
-            result["runs"][arm]["relaxation_path"] = _path_errors(predictor, frames, args.gpaw_config)
-        write_results(result, args.out)
-        run = result["runs"][arm]
-        line = (f"H MAE {run['valid']['raw']['H_mae']:.3f} meV (on-site {run['valid']['raw']['onsite_mae']:.1f}), "
-                f"eigenvalues {run['valid']['aligned']['eigenvalue_mae_window']:.1f} meV aligned")
-        if frames:
-            path = run["relaxation_path"]
-            line += (f"; relaxation path: {path['mean_energy_error_meV_per_atom']:+.2f} meV/atom, "
-                     f"forces {path['mean_force_mae_meV_per_angstrom']:.0f} meV/Å")
-        print(f"{arm}: {line}", flush=True)
-
+        })
+    for spec in args.model:
+        name, _, folder = spec.partition("=")
+        if name not in result["runs"]:
+            predictor = Predictor.load(Path(folder))
+            evaluate(name, predictor, {"model": folder, "digest": predictor.digest,
+                                       "train_records": predictor.metadata.get("n_train"),
+                                       "best_epoch": predictor.metadata.get("best", {}).get("epoch")})
 
 if __name__ == "__main__":
     main()
