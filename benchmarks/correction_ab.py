@@ -76,6 +76,11 @@ def evaluation(pairs: list[tuple[str, HamiltonianRecord, HamiltonianRecord]], wi
     }
 
 
+def evaluate_model(predictor, references: dict[str, HamiltonianRecord], window: float) -> dict:
+    """`evaluation` of a model's predictions for the records (name -> GPAW record)."""
+    return evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()], window)
+
+
 def _baseline(record: HamiltonianRecord) -> HamiltonianRecord:
     """The record with H replaced by its H0."""
     return replace(record, H_pair=record.H0_pair, H_onsite=record.H0_onsite)
@@ -152,7 +157,6 @@ def main() -> None:
             predictor = train(config, progress=False, log=lambda line, key=key: print(key, line, flush=True),
                               time_limit=args.wall)
             history = training_history(config.output)
-            pairs = [(n, predict_record(predictor, r, n), r) for n, r in references.items()]
             result["runs"][key] = {
                 "arm": arm, "target": ARMS[arm][0], "gauge_invariant_loss": ARMS[arm][1],
                 "train_structures": predictor.metadata.get("n_train"),
@@ -161,7 +165,7 @@ def main() -> None:
                 "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
                 "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
                 "this_call_seconds": time.perf_counter() - start,
-                "valid": evaluation(pairs, args.window),
+                "valid": evaluate_model(predictor, references, args.window),
             }
             write_results(result, out)
             valid = result["runs"][key]["valid"]

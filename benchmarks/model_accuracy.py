@@ -6,7 +6,7 @@ larger records (issue 16's targets), side by side.
         --large example_data/wse2_6x3_h0 --out benchmarks/results/model_accuracy_wse2.json
 
 For each model: H MAE all / on-site / off-site / per species pair and eigenvalue MAE within
-E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluation`), on the
+E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluate_model`), on the
 configuration's validation split and on every record of --large (for example GPAW cells
 larger than any training cell). Units: meV.
 """
@@ -17,14 +17,13 @@ import argparse
 import platform
 from pathlib import Path
 
-from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
 from mlh.model.predictor import Predictor
 from mlh.record.io import read_record, record_files
 from mlh.train.loop import split_files
 
 from _results import write_results
-from correction_ab import evaluation
+from correction_ab import evaluate_model
 
 
 def main() -> None:
@@ -47,9 +46,7 @@ def main() -> None:
         name, _, folder = spec.partition("=")
         predictor = Predictor.load(Path(folder))
         result["models"][name] = {"folder": folder, "digest": predictor.digest, **{
-            set_name: evaluation([(n, predict_record(predictor, r, n), r) for n, r in records.items()],
-                                 args.window)
-            for set_name, records in sets.items()}}
+            set_name: evaluate_model(predictor, records, args.window) for set_name, records in sets.items()}}
         for set_name in sets:
             r = result["models"][name][set_name]
             print(f"{name} {set_name}: H MAE {r['raw']['H_mae']:.3f} meV (aligned {r['aligned']['H_mae']:.3f}; "

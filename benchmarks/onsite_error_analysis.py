@@ -163,7 +163,7 @@ def main() -> None:
         print(path.stem, flush=True)
     table = np.array(rows, dtype=float)
     result = {"machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
-              "model": str(args.model), "data": str(args.data), "valid_records": sorted(valid_names),
+              "model": str(args.model), "model_digest": predictor.digest, "data": str(args.data), "valid_records": sorted(valid_names),
               "species": {}}
     for z in np.unique(table[:, 1]).astype(int):
         rows_z = table[table[:, 1] == z]

@@ -4,8 +4,8 @@ set alone and with each part of the relaxation recipe added.
     bash examples/make_sio2_relax_dataset.sh example_data 2 30     # GPAW relaxations + rattles
     .venv/bin/python benchmarks/relax_data_ab.py --base example_data/sio2_train_h0 \
         --extra example_data/sio2_relax --part snapshots='snapshots_*' --part rattled='rattled_*' \
-        --path out/physics_sio2_issue17/relax_2x2x2_host_gpaw.traj@0,3,9,-1 \
-        --path out/physics_sio2_issue17/relax_2x2x2_defect_gpaw.traj@0,3,9,-1 --epochs 40
+        --path out/physics_sio2_issue17/relax_2x2x2_host_gpaw.traj@3,9,-1 \
+        --path out/physics_sio2_issue17/relax_2x2x2_defect_gpaw.traj@3,9,-1 --epochs 40
 
 Arms: "base" (the base folder's training split), "base+<part>" for every --part (the records
 of the extra folder whose names match the part's glob), and "base+all" (every part). Every
@@ -14,7 +14,7 @@ validation records (the base folder's validation split, which picks the best epo
 arm's best model is evaluated
 - on the base validation records: H MAE all / on-site / off-site / per species pair and
   eigenvalue MAE within E_F +- 5 eV, raw and after the best c·S per structure
-  (`correction_ab.evaluation`);
+  (`correction_ab.evaluate_model`);
 - on frames of GPAW relaxation trajectories (--path FILE@INDICES; for example
   benchmarks/physics_sio2.py's 72/71-atom relaxations, larger cells than any training
   cell), with the dft route (GPAW settings --gpaw-config): energy error (meV/atom) and
@@ -41,7 +41,6 @@ from ase import Atoms
 from ase.io import read
 
 from mlh.gpaw.settings import load_settings
-from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
 from mlh.model.predictor import Predictor
 from mlh.record.io import read_record, record_files
@@ -49,7 +48,7 @@ from mlh.train.loop import split_files, train
 from relax.calculator import MLHCalculator
 
 from _results import training_history, write_results
-from correction_ab import evaluation, load_previous
+from correction_ab import evaluate_model, load_previous
 
 
 def _parts(extra: Path | None, specs: list[str]) -> dict[str, list[Path]]:
@@ -145,8 +144,7 @@ def main() -> None:
 
     def evaluate(name: str, predictor: Predictor, entry: dict) -> None:
         """Validation and relaxation-path errors of one model, stored under `name` and printed."""
-        entry["valid"] = evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()],
-                                    args.window)
+        entry["valid"] = evaluate_model(predictor, references, args.window)
         line = (f"H MAE {entry['valid']['raw']['H_mae']:.3f} meV (on-site {entry['valid']['raw']['onsite_mae']:.1f}), "
                 f"eigenvalues {entry['valid']['aligned']['eigenvalue_mae_window']:.1f} meV aligned")
         if frames:
@@ -183,6 +181,7 @@ def main() -> None:
             evaluate(name, predictor, {"model": folder, "digest": predictor.digest,
                                        "train_records": predictor.metadata.get("n_train"),
                                        "best_epoch": predictor.metadata.get("best", {}).get("epoch")})
+
 
 if __name__ == "__main__":
     main()
