@@ -107,8 +107,10 @@ def calculator_attrs(args: argparse.Namespace) -> dict:
 
 
 def finished_relaxation(atoms: Atoms, args: RelaxOptions, output: Path, name: str, attrs: dict):
-    """The converged result in OUT/NAME.nc of the same start structure, calculator (model
-    digest included), criterion and optimizer, else None (then the relaxation runs)."""
+    """The finished result in OUT/NAME.nc of the same start structure, calculator (model
+    digest included), criterion and optimizer, else None (then the relaxation runs).
+
+    Finished: converged, or stopped at this run's step limit (a rerun would repeat it)."""
     import xarray as xr
     from ase.io import read
 
@@ -120,8 +122,10 @@ def finished_relaxation(atoms: Atoms, args: RelaxOptions, output: Path, name: st
     with xr.open_dataset(dataset_path) as dataset:
         dataset = dataset.load()
     expected = {**{f"provenance_{key}": value for key, value in attrs.items()},
-                "optimizer": args.optimizer, "fmax_eV_per_angstrom": args.fmax, "converged": 1}
+                "optimizer": args.optimizer, "fmax_eV_per_angstrom": args.fmax}
     if any(dataset.attrs.get(key) != value for key, value in expected.items()):
+        return None
+    if not (dataset.attrs.get("converged") or dataset.attrs.get("steps", 0) >= args.steps):
         return None
     if not same_structure(read(trajectory, 0), atoms):
         return None

@@ -77,6 +77,9 @@ def recipe(
     vacancy_relaxation: Annotated[float, typer.Option(
         min=0.0, help="sio2 only: the O vacancy's two Si neighbours move towards each other "
                       "by up to this many Å each (relaxation-like geometries).")] = 0.0,
+    vacancy_probability: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="sio2 only: chance that a cell has one O vacancy (default: the "
+                               "recipe's own, 0.5; 1 gives only vacancy cells).")] = None,
 ) -> None:
     """Write COUNT random training structures of a recipe (see mlh.gpaw.structures)."""
     import numpy as np
@@ -97,6 +100,10 @@ def recipe(
         if name != "sio2":
             raise MLHError("--vacancy-relaxation applies to the sio2 recipe only")
         kwargs["vacancy_relaxation"] = vacancy_relaxation
+    if vacancy_probability is not None:
+        if name != "sio2":
+            raise MLHError("--vacancy-probability applies to the sio2 recipe only")
+        kwargs["vacancy_probability"] = vacancy_probability
     if dopants > 0 or dopant_rate:
         kwargs.update(dopant=dopant, mean_dopants=dopants)
     rates = {key: _rate_range(text, option) for key, text, option in (

@@ -198,6 +198,28 @@ def test_driver_reuses_a_finished_relaxation_only_when_everything_matches(tmp_pa
         assert calculator.evaluations > 1, change  # relaxed again
 
 
+def test_driver_reuses_a_relaxation_stopped_at_its_step_limit(tmp_path):
+    """An unconverged run that used all its steps is finished for the same step limit (a
+    rerun would repeat it) and relaxed again, to convergence, when given more steps."""
+    from argparse import Namespace
+
+    from relax.drivers import relax_and_write
+
+    attrs = {"model": "EMT", "model_sha256": "0"}
+    capped = relax_and_write(rattled_copper(), EMT(), Namespace(fmax=0.01, steps=2,
+                                                                 optimizer="BFGS"),
+                             tmp_path, "host", attrs)
+    assert not capped.converged and capped.steps == 2
+    calculator = StoppingEMT(stop_at=1)
+    again = relax_and_write(rattled_copper(), calculator,
+                            Namespace(fmax=0.01, steps=2, optimizer="BFGS"), tmp_path, "host", attrs)
+    np.testing.assert_array_equal(again.atoms.positions, capped.atoms.positions)
+    longer = relax_and_write(rattled_copper(), EMT(),
+                             Namespace(fmax=0.01, steps=300, optimizer="BFGS"), tmp_path, "host",
+                             attrs)
+    assert longer.converged and longer.steps > 2
+
+
 @pytest.mark.parametrize("script", ["relax_structure.py", "defect_formation.py"])
 def test_example_drivers_reject_missing_and_unreadable_files(tmp_path, capsys, monkeypatch,
                                                             script):

@@ -154,6 +154,20 @@ def test_sio2_recipe_rattle_and_vacancy_relaxation(tmp_path):
     assert result.exit_code == 1 and "--rattle '0.2' is not of the form LOW:HIGH" in result.output
 
 
+def test_sio2_recipe_vacancy_probability(tmp_path):
+    """--vacancy-probability 1 gives only vacancy cells (35 of 36 atoms), 0 only hosts."""
+    from ase.io import read
+
+    for probability, atoms in (("1", 35), ("0", 36)):
+        path = tmp_path / f"q{probability}.extxyz"
+        result = runner.invoke(app, ["recipe", "sio2", "-n", "4", "--repeat", "2x2x1", "-o",
+                                     str(path), "--vacancy-probability", probability])
+        assert result.exit_code == 0, result.output
+        assert [len(a) for a in read(path, ":")] == [atoms] * 4
+    result = runner.invoke(app, ["recipe", "wse2", "-o", str(path), "--vacancy-probability", "1"])
+    assert result.exit_code == 1 and "sio2 recipe only" in result.output
+
+
 def test_unknown_recipe(tmp_path):
     result = runner.invoke(app, ["recipe", "graphene", "-o", str(tmp_path / "g.xyz")])
     assert result.exit_code == 1
