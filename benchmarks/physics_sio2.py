@@ -22,9 +22,9 @@ Every GPAW SCF, route evaluation and relaxation is stored as it finishes (JSON a
 trajectories): GPAW's in WORKDIR, the model's in WORKDIR/model-<first 12 digits of the model
 digest>, so another model reuses GPAW's results and never another model's. A killed run
 resumes where it stopped (a relaxation from its last finished step, relax.optimize.relax),
-and processes with different --relax-methods can share WORKDIR (the last one to finish
-prints the complete summary). Prints the summary
-and writes it to benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
+and processes with different --relax-methods or --relax-kinds can share WORKDIR (the last
+one to finish prints the complete summary). Prints the summary and writes it to
+benchmarks/results/physics_sio2.json. Units: eV, Å, meV, s.
 """
 
 from __future__ import annotations
@@ -155,6 +155,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--relax-methods", nargs="*", default=["gpaw", "dft", "band"],
                         choices=["gpaw", "dft", "band", "scf"], help="relaxations to run (several "
                         "processes can share WORKDIR with different methods)")
+    parser.add_argument("--relax-kinds", nargs="*", default=["host", "defect"],
+                        choices=["host", "defect"], help="cells to relax (two processes can "
+                        "relax host and defect side by side, one core each)")
     parser.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rattle", type=float, default=0.05, help="Å")
@@ -243,7 +246,7 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
             name = f"relax_{args.relax_size}_{kind}_{method}"
             folder = workdir if method == "gpaw" else model_dir
             path = folder / f"{name}.json"
-            if method not in args.relax_methods:
+            if method not in args.relax_methods or kind not in args.relax_kinds:
                 if path.exists():
                     runs[method][kind] = json.loads(path.read_text())
                 continue

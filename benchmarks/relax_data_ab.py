@@ -21,7 +21,8 @@ arm's best model is evaluated
   force MAE (meV/Å) against the energies and forces GPAW stored in the trajectory.
 
 --arms picks arms to train; --model NAME=FOLDER evaluates trained models the same way (for
-example the bundled model, trained on base+all for other epochs). Runs train in
+example the bundled model, trained on base+all for other epochs; with --model and no --arms
+no arm is trained). Runs train in
 RUNS/<arm>_e<epochs> and resume after a kill; finished arms (in the results
 JSON with the same settings) are not redone. Results: benchmarks/results/relax_data_ab.json.
 Units: meV, meV/atom, meV/Å, s.
@@ -110,7 +111,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
     parser.add_argument("--runs", type=Path, default=Path("example_output/relax_data_ab"))
-    parser.add_argument("--arms", default=None, help="comma-separated arms to train (default: all)")
+    parser.add_argument("--arms", default=None,
+                        help="comma-separated arms to train (default: all, none with --model)")
     parser.add_argument("--model", action="append", default=[],
                         help="NAME=FOLDER: also evaluate a trained model (no training)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/relax_data_ab.json"))
@@ -155,7 +157,13 @@ def main() -> None:
         write_results(result, args.out)
         print(f"{name}: {line}", flush=True)
 
-    chosen = args.arms.split(",") if args.arms else list(arms)
+    if args.arms is not None:
+        chosen = [arm for arm in args.arms.split(",") if arm]
+    else:
+        chosen = [] if args.model else list(arms)
+    unknown = sorted(set(chosen) - set(arms))
+    if unknown:
+        parser.error(f"--arms: unknown arm(s) {unknown}; choose from {sorted(arms)}")
     for arm in chosen:
         if arm in result["runs"]:
             print(f"{arm}: done")
