@@ -13,9 +13,10 @@
 # Defaults: example_data, 2 cells, 30 steps, examples/models/sio2_correction, 2 vacancy cells:
 # 44 snapshots and 9 rattled cells. Measured on 2 cores: 736 and 813 s for the first two
 # 30-step relaxations (one core each), then 31 min for their 31 records, two at a time beside
-# other jobs. The start model changes only the SCF iterations: energies and forces are GPAW's
-# to its convergence criteria (the bundled model was later retrained on these records, so a
-# rerun may take slightly different steps).
+# other jobs; 1213 and 1189 s for the two vacancy cells (one core each, beside a training
+# run), then 28 min for their 22 records, two at a time. The start model changes only the
+# SCF iterations: energies and forces are GPAW's to its convergence criteria (the bundled
+# model was later retrained on these records, so a rerun may take slightly different steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-example_data}
