@@ -96,14 +96,14 @@ def recipe(
     kwargs: dict = {"ghosts": ghosts}
     if (dopants > 0 or dopant_rate or vacancy_rate) and name != "wse2":
         raise MLHError("--dopants, --dopant-rate and --vacancy-rate apply to the wse2 recipe only")
-    if vacancy_relaxation > 0:
+    sio2_options = {"--vacancy-relaxation": ("vacancy_relaxation", vacancy_relaxation or None),
+                    "--vacancy-probability": ("vacancy_probability", vacancy_probability)}
+    for option, (key, value) in sio2_options.items():
+        if value is None:
+            continue
         if name != "sio2":
-            raise MLHError("--vacancy-relaxation applies to the sio2 recipe only")
-        kwargs["vacancy_relaxation"] = vacancy_relaxation
-    if vacancy_probability is not None:
-        if name != "sio2":
-            raise MLHError("--vacancy-probability applies to the sio2 recipe only")
-        kwargs["vacancy_probability"] = vacancy_probability
+            raise MLHError(f"{option} applies to the sio2 recipe only")
+        kwargs[key] = value
     if dopants > 0 or dopant_rate:
         kwargs.update(dopant=dopant, mean_dopants=dopants)
     rates = {key: _rate_range(text, option) for key, text, option in (
