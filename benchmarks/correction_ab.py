@@ -18,15 +18,15 @@ H MAE all / on-site / off-site / per species pair, eigenvalue MAE within E_F +- 
 is H0 itself against H: what no learning gives.
 
 Runs train in RUNS/<data name>_<records>/<arm>_n<size>_e<epochs> and resume after a kill; finished runs (in the results
-JSON with the same data, configuration, epochs and budget) are not redone. Results are
+JSON with the same data, configuration, epochs and budget) are not redone; a results file
+made with other settings is refused, never overwritten (the configuration counts as loaded:
+comments do not change it). Results are
 written after every run to benchmarks/results/correction_ab_<data name>.json. Units: meV, s.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import platform
 import time
 from dataclasses import replace
@@ -40,7 +40,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
 from mlh.train.loop import split_files, train
 
-from _results import training_history, write_results
+from _results import config_digest, load_previous, training_history, write_results
 
 ARMS = {
     "direct": ("hamiltonian", False),
@@ -86,14 +86,6 @@ def _baseline(record: HamiltonianRecord) -> HamiltonianRecord:
     return replace(record, H_pair=record.H0_pair, H_onsite=record.H0_onsite)
 
 
-def load_previous(path: Path, settings: dict) -> dict:
-    """The finished runs of an earlier results file with the same settings ({} otherwise)."""
-    if not path.exists():
-        return {}
-    old = json.loads(path.read_text())
-    return old.get("runs", {}) if old.get("settings") == settings else {}
-
-
 def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, epochs: int) -> TrainConfig:
     target, gauge = ARMS[arm]
     return base.model_copy(update={
@@ -130,7 +122,7 @@ def main() -> None:
     runs = args.runs / f"{args.data.name}_{n_records}"
     settings = {
         "data": str(args.data), "config": str(args.config),
-        "config_sha256": hashlib.sha256(args.config.read_bytes()).hexdigest()[:16],
+        "config_digest": config_digest(base),
         "epochs": args.epochs, "wall_seconds": args.wall, "window_eV": args.window,
         "valid_fraction": valid_fraction, "records": n_records,
     }

@@ -24,7 +24,9 @@ arm's best model is evaluated
 example the bundled model, trained on base+all for other epochs; with --model and no --arms
 no arm is trained). Runs train in
 RUNS/<arm>_e<epochs> and resume after a kill; finished arms (in the results
-JSON with the same settings) are not redone. Results: benchmarks/results/relax_data_ab.json.
+JSON with the same settings) are not redone; a results file made with other settings is
+refused, never overwritten (the configuration counts as loaded: comments do not change it).
+Results: benchmarks/results/relax_data_ab.json.
 Units: meV, meV/atom, meV/Å, s.
 """
 
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import platform
 import time
 from pathlib import Path
@@ -48,8 +49,8 @@ from mlh.record.io import read_record, record_files
 from mlh.train.loop import split_files, train
 from relax.calculator import MLHCalculator
 
-from _results import training_history, write_results
-from correction_ab import evaluate_model, load_previous
+from _results import config_digest, load_previous, training_history, write_results
+from correction_ab import evaluate_model
 
 
 def _parts(extra: Path | None, specs: list[str]) -> dict[str, list[Path]]:
@@ -132,7 +133,7 @@ def main() -> None:
     settings = {
         "base": str(args.base), "extra": str(args.extra), "parts": args.part, "paths": args.path,
         "gpaw_config": str(args.gpaw_config),
-        "config": str(args.config), "config_sha256": hashlib.sha256(args.config.read_bytes()).hexdigest()[:16],
+        "config": str(args.config), "config_digest": config_digest(base),
         "epochs": args.epochs, "window_eV": args.window,
     }
     result = {
