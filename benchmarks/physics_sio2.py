@@ -187,9 +187,8 @@ def main() -> None:
     predictor = Predictor.load(args.model) if args.routes else None
     model_dir = workdir / f"model-{predictor.digest[:12]}" if predictor and predictor.digest else workdir
     model_dir.mkdir(exist_ok=True)
-    calculators = {route: MLHCalculator(
-        predictor, route=route, width=settings.smearing_width, h=settings.h,
-        kpoint_density=settings.kpoint_density,
+    calculators = {route: MLHCalculator.from_gpaw_settings(
+        predictor, settings, route=route,
         repulsion=args.model / "repulsion.json" if route == "band" else None)
         for route in args.routes}
     summary: dict = {"model": str(args.model), "model_digest": predictor.digest if predictor else None,

@@ -81,9 +81,7 @@ def _path_frames(specs: list[str]) -> dict[str, Atoms]:
 
 def _path_errors(predictor: Predictor, frames: dict[str, Atoms], gpaw_config: Path) -> dict:
     """dft-route energy error (meV/atom) and force MAE (meV/Å) per frame against GPAW."""
-    settings = load_settings(gpaw_config)
-    calculator = MLHCalculator(predictor, route="dft", width=settings.smearing_width, h=settings.h,
-                               kpoint_density=settings.kpoint_density)
+    calculator = MLHCalculator.from_gpaw_settings(predictor, load_settings(gpaw_config))
     errors = {}
     for name, frame in frames.items():
         atoms = frame.copy()

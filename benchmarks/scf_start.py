@@ -103,9 +103,7 @@ def gpaw_usual_path(path, settings) -> list[SCFResult]:
 
 
 def relaxation(atoms, settings, route: ModelSCFRoute, steps: int) -> dict:
-    calculator = MLHCalculator(route.predictor, route="scf", kpts=settings.kpts,
-                               kpoint_density=settings.kpoint_density, h=settings.h,
-                               width=settings.smearing_width)
+    calculator = MLHCalculator.from_gpaw_settings(route.predictor, settings, route="scf")
     atoms = atoms.copy()
     atoms.calc = calculator
     path, reuse = [], []

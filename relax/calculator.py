@@ -39,8 +39,10 @@ from typing import Literal
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, InputError, all_changes
+from pydantic import ValidationError
 
 from mlh.errors import MLHError
+from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
 from mlh.model.predictor import Predictor
 
 __all__ = ["MLHCalculator", "CalculatorInputError", "REPULSION_FILE"]
@@ -134,6 +136,15 @@ class MLHCalculator(Calculator):
         self.seconds = 0.0
         self.n_calculations = 0
 
+    @classmethod
+    def from_gpaw_settings(cls, model: Predictor | str | os.PathLike, settings: GPAWSettings,
+                           route: Literal["dft", "band", "scf"] = "dft", **kwargs) -> MLHCalculator:
+        """A calculator with the grid spacing, k-points and Fermi-Dirac width of GPAW
+        `settings` (those its reference data were computed with); other options as for
+        the constructor."""
+        return cls(model, route=route, kpts=settings.kpts, kpoint_density=settings.kpoint_density,
+                   h=settings.h, width=settings.smearing_width, **kwargs)
+
     def _make_band_route(self, model, repulsion, skin: float):
         from physics.band.repulsion import Repulsion, read_repulsion
         from physics.band.route import BandEnergyRoute
@@ -155,10 +166,6 @@ class MLHCalculator(Calculator):
     def _gpaw_settings(self, **extra):
         """GPAW settings of the dft and scf routes: the model's xc, basis and setups, our h,
         width and k grid (and `extra` fields)."""
-        from pydantic import ValidationError
-
-        from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
-
         core = gpaw_settings_of(self.predictor)
         try:
             return GPAWSettings(xc=core.xc, basis=core.basis, setups=core.setups, h=self.h,

@@ -10,6 +10,7 @@ from ase.calculators.calculator import InputError
 from ase.optimize import BFGS, FIRE
 
 from mlh.errors import MLHError
+from mlh.gpaw.settings import GPAWSettings
 from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
 from tests.structures import WSE2_MODEL as MODEL
@@ -129,3 +130,10 @@ def test_dft_route_is_variational_and_close_to_scf(predictor, gpaw_records):
     harris = MLHCalculator(predictor, route="dft", kpts=(3, 3, 1), functional="harris")
     assert harris.get_potential_energy(atoms) == pytest.approx(
         calculator.last_result.harris_energy, abs=1e-6)
+
+
+def test_from_gpaw_settings_takes_their_grid_k_points_and_width(predictor):
+    settings = GPAWSettings(h=0.18, kpts=(3, 3, 1), kpoint_density=1.5, smearing_width=0.05)
+    calculator = MLHCalculator.from_gpaw_settings(predictor, settings, route="dft")
+    assert (calculator.h, calculator.kpts, calculator.kpoint_density, calculator.width) == (
+        0.18, (3, 3, 1), 1.5, 0.05)
