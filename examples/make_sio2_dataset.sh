@@ -5,7 +5,7 @@
 # the relaxed vacancy), computed with GPAW (examples/sio2_gpaw.yaml; energies and forces as labels,
 # the zeroth-step H0 beside H); then the direct model (examples/sio2_model.yaml) and the band
 # route's repulsion fitted to them; then the relaxation data (examples/make_sio2_relax_dataset.sh:
-# snapshots of four GPAW relaxations, three of O-vacancy cells, and rattled cells) and the
+# snapshots of six GPAW relaxations, five of O-vacancy cells, and rattled cells) and the
 # correction model (examples/sio2_correction_model.yaml) fitted to both. Re-running resumes every step
 # (finished records, relaxations and epochs are kept).
 set -euo pipefail
