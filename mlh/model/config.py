@@ -8,7 +8,7 @@ defaults as a commented YAML file (`mlh template train`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -180,7 +180,10 @@ class ModelConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    """Reduce-on-plateau learning-rate schedule (S3.5); patience and cooldown count steps."""
+    """Reduce-on-plateau learning-rate schedule (S3.5). The mean training loss of each
+    window of `accumulation_size` steps is one plateau check; patience and cooldown count
+    checks. "epoch" makes a window one epoch, so the schedule's pace does not depend on the
+    size of the training set."""
 
     name: Literal["reduce_on_plateau", "constant"] = "reduce_on_plateau"
     factor: float = Field(0.9, gt=0.0, lt=1.0)
@@ -189,7 +192,8 @@ class ScheduleConfig(_Section):
     rtol: float = Field(0.01, ge=0.0)
     atol: float = Field(0.0, ge=0.0)
     cooldown: int = Field(25, ge=0)
-    accumulation_size: int = Field(160, ge=1, description="steps averaged before a plateau check")
+    accumulation_size: Annotated[int, Field(ge=1)] | Literal["epoch"] = Field(
+        160, description="steps averaged per plateau check, or 'epoch'")
 
 
 class OptimizerConfig(_Section):

@@ -108,7 +108,7 @@ def _scale_shift(config: TrainConfig, layouts: OutputLayouts, samples: Sequence[
 class _Steps:
     """Jitted training and prediction steps; counts compilations (distinct padded shapes)."""
 
-    def __init__(self, predictor: Predictor, config: TrainConfig):
+    def __init__(self, predictor: Predictor, config: TrainConfig, n_train: int):
         import jax
         import optax
 
@@ -116,7 +116,10 @@ class _Steps:
         from mlh.train.optim import make_optimizer
 
         kernel = predictor.kernel
-        self.optimizer = make_optimizer(config.optimizer)
+        mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("device",))
+        self.sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("device"))
+        self.per_step = config.data.batch_size * (1 if config.data.partition is None else self.n_devices)
+        self.optimizer = make_optimizer(config.optimizer, steps_per_epoch=-(-n_train // self.per_step))
         self.shapes: set[tuple] = set()
         self._programs: dict[tuple, object] = {}
         self.step_memory: dict[tuple, int] = {}
@@ -153,8 +156,6 @@ class _Steps:
         self._train = jax.jit(train_step)
         self._evaluate = jax.jit(evaluate)
         self._train_parallel = jax.jit(parallel_step)
-        mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("device",))
-        self.sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("device"))
 
     @property
     def n_devices(self) -> int:
@@ -293,7 +294,7 @@ def train(
     initial = Predictor.initialise(config.model, layouts, stats, config.seed)
     predictor = initial.with_params(initial.params, metadata)
     tables = predictor.tables()
-    steps = _Steps(predictor, config)
+    steps = _Steps(predictor, config, len(train_samples))
     devices = f"{steps.n_devices} x " if data.partition is not None else ""
     log(f"{predictor.n_parameters} parameters; device {devices}{jax.devices()[0].platform}")
 
@@ -305,7 +306,7 @@ def train(
     best = min((row["valid_loss"] for row in state.history if "valid_loss" in row), default=np.inf)
 
     params, opt_state, history = state.params, state.opt_state, list(state.history)
-    per_step = data.batch_size * (1 if data.partition is None else steps.n_devices)
+    per_step = steps.per_step
     spent = sum(row["epoch_seconds"] for row in history)
     first_epoch = config.n_epochs + 1 if time_limit is not None and spent >= time_limit else state.epoch + 1
     for epoch in range(first_epoch, config.n_epochs + 1):

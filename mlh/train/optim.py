@@ -10,8 +10,9 @@ from mlh.model.config import OptimizerConfig
 __all__ = ["make_optimizer", "learning_rate_scale"]
 
 
-def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformationExtraArgs:
-    """Gradient clipping (global norm), then the optimizer, then the plateau schedule.
+def make_optimizer(config: OptimizerConfig, steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
+    """Gradient clipping (global norm), then the optimizer, then the plateau schedule
+    (`steps_per_epoch` is its window when accumulation_size is "epoch").
 
     The update needs `value=loss` (the reduce-on-plateau schedule watches it).
     """
@@ -34,7 +35,8 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformationExtra
                 rtol=schedule.rtol,
                 atol=schedule.atol,
                 cooldown=schedule.cooldown,
-                accumulation_size=schedule.accumulation_size,
+                accumulation_size=(steps_per_epoch if schedule.accumulation_size == "epoch"
+                                   else schedule.accumulation_size),
                 min_scale=schedule.min_scale,
             )
         )

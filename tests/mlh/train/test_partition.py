@@ -270,7 +270,7 @@ def test_slices_in_one_step_give_the_full_records_loss(record, model):
     from mlh.train.loop import _Steps
 
     config = TrainConfig.model_validate({"model": model.config.model_dump(), "optimizer": {"name": "adam"}})
-    steps = _Steps(model.predictor, config)
+    steps = _Steps(model.predictor, config, n_train=1)
     assert steps.n_devices == len(jax.local_devices())
     params = model.predictor.params
     cutoffs = model.config.atom_centered.radial_basis.cutoff, model.config.bond_centered.cutoff
@@ -291,7 +291,7 @@ from tests.mlh.train.test_partition import *
 from mlh.train.loop import _Steps
 model = Model()
 config = TrainConfig.model_validate({"model": model.config.model_dump(), "optimizer": {"name": "adam"}})
-steps = _Steps(model.predictor, config)
+steps = _Steps(model.predictor, config, n_train=1)
 assert steps.n_devices == 2, steps.n_devices
 record = synthetic_record(sheet(repeat=(4, 3), vacancies=2.0))
 slices = partition_record(record, PartitionConfig(axis=0, count=4), model.config, "sheet")
