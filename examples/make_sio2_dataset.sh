@@ -4,9 +4,11 @@
 # vacancy whose two Si neighbours are pulled together by up to 0.4 Å each (the Si-Si bond of
 # the relaxed vacancy), computed with GPAW (examples/sio2_gpaw.yaml; energies and forces as labels,
 # the zeroth-step H0 beside H); then the direct model (examples/sio2_model.yaml) and the band
-# route's repulsion fitted to them; then the relaxation data (examples/make_sio2_relax_dataset.sh:
-# snapshots of six GPAW relaxations, five of O-vacancy cells, and rattled cells) and the
-# correction model (examples/sio2_correction_model.yaml) fitted to both. Re-running resumes every step
+# route's repulsion fitted to them; then 48 more such cells (another seed; training-only, so the
+# 5 validation cells of the first 24 stay fixed; ~11 min per 24 on 2 cores), the relaxation data
+# (examples/make_sio2_relax_dataset.sh: snapshots of GPAW relaxations of host and O-vacancy
+# cells, and rattled cells) and the correction model (examples/sio2_correction_model.yaml)
+# fitted to all of them. Re-running resumes every step
 # (finished records, relaxations and epochs are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +19,9 @@ $mlh recipe sio2 -n 24 --seed 21 --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-rel
 $mlh generate "$out/sio2_train.extxyz" -o "$out/sio2_train" --config examples/sio2_gpaw.yaml --baseline
 $mlh train examples/sio2_model.yaml
 .venv/bin/python examples/fit_repulsion.py example_output/sio2_training/model "$out/sio2_train"
+$mlh recipe sio2 -n 48 --seed 22 --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-relaxation 0.4 \
+  -o "$out/sio2_train_more.extxyz"
+$mlh generate "$out/sio2_train_more.extxyz" -o "$out/sio2_train_more" --config examples/sio2_gpaw.yaml \
+  --baseline
 bash examples/make_sio2_relax_dataset.sh "$out"
 $mlh train examples/sio2_correction_model.yaml
