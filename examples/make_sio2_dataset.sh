@@ -14,14 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-example_data}
 mlh=.venv/bin/mlh
-$mlh recipe sio2 -n 24 --seed 21 --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-relaxation 0.4 \
-  -o "$out/sio2_train.extxyz"
-$mlh generate "$out/sio2_train.extxyz" -o "$out/sio2_train" --config examples/sio2_gpaw.yaml --baseline
+# base_cells NAME COUNT SEED: COUNT base cells of the recipe above, GPAW records in $out/NAME
+base_cells() {
+  $mlh recipe sio2 -n "$2" --seed "$3" --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-relaxation 0.4 \
+    -o "$out/$1.extxyz"
+  $mlh generate "$out/$1.extxyz" -o "$out/$1" --config examples/sio2_gpaw.yaml --baseline
+}
+base_cells sio2_train 24 21
 $mlh train examples/sio2_model.yaml
 .venv/bin/python examples/fit_repulsion.py example_output/sio2_training/model "$out/sio2_train"
-$mlh recipe sio2 -n 48 --seed 22 --repeat 2x2x1 --rattle 0.02:0.08 --vacancy-relaxation 0.4 \
-  -o "$out/sio2_train_more.extxyz"
-$mlh generate "$out/sio2_train_more.extxyz" -o "$out/sio2_train_more" --config examples/sio2_gpaw.yaml \
-  --baseline
+base_cells sio2_train_more 48 22
 bash examples/make_sio2_relax_dataset.sh "$out"
 $mlh train examples/sio2_correction_model.yaml
