@@ -55,6 +55,53 @@ def generate(
 
 @app.command()
 @_reports_errors
+def pack(
+    records: Annotated[list[Path], typer.Argument(help="Record files or folders (*.nc) with H and H0.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the packs (*.mlhpack).")],
+    quantum: Annotated[float, typer.Option(help="Rounding step of H - H0 (eV), > 0.")] = 1e-5,
+) -> None:
+    """Pack GPAW records compactly: structure, pairs, labels and H - H0 rounded to QUANTUM.
+
+    S and H0 are left out (mlh unpack recomputes them with GPAW, no SCF); a 36-atom SiO2
+    record of 5 MB becomes ~90 kB. Needs records made with mlh generate --baseline.
+    """
+    from mlh.file_output import check_output_folder
+    from mlh.record.io import read_record, record_files
+    from mlh.record.pack import PACK_SUFFIX, pack_record, write_pack
+
+    check_output_folder(output)
+    files = record_files(records)
+    packed = [(f, pack_record(read_record(f), quantum)) for f in files]  # all checked before writing
+    output.mkdir(parents=True, exist_ok=True)
+    size = sum(write_pack(p, output / f"{f.stem}{PACK_SUFFIX}").stat().st_size for f, p in packed)
+    typer.echo(f"{len(packed)} packs ({size / 1e6:.1f} MB) written to {output}")
+
+
+@app.command()
+@_reports_errors
+def unpack(
+    packs: Annotated[list[Path], typer.Argument(help="Pack files or folders (*.mlhpack).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the records.")],
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Packs in parallel.")] = 2,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on a terminal).")] = True,
+) -> None:
+    """Turn packs back into records: GPAW recomputes S(R) and H0(R) (no SCF), the pack adds H - H0.
+
+    Finished records in OUTPUT are skipped, so a killed run resumes where it stopped.
+    """
+    from mlh.file_output import check_output_folder
+    from mlh.gpaw.unpack import unpack as run_unpack
+
+    check_output_folder(output)
+    outcome = run_unpack(packs, output, jobs=jobs, progress=progress)
+    failed = outcome.failed
+    typer.echo(f"{len(outcome.results) - len(failed)} records written, {len(failed)} failed, "
+               f"{outcome.skipped} skipped (finished earlier), to {output}")
+    report_failures([r.error for r in failed])
+
+
+@app.command()
+@_reports_errors
 def recipe(
     name: Annotated[str, typer.Argument(help="wse2 (WSe2 + Se vacancies) or sio2 (quartz).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="extxyz file to write.")],

@@ -10,19 +10,17 @@ out of a folder that a running one writes into.
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from mlh.errors import MLHError
-from mlh.file_output import atomic_output, output_lock
+from mlh.file_output import output_lock
+from mlh.gpaw.batch import JobResult, run_batch, write_failures
 from mlh.gpaw.settings import GPAWSettings
 
 __all__ = [
@@ -39,14 +37,6 @@ class Job:
     source: str
     atoms: Atoms
     output: Path
-
-
-@dataclass(frozen=True)
-class JobResult:
-    name: str
-    source: str
-    seconds: float
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,21 +138,6 @@ def _run_job(job: Job, settings: GPAWSettings, log_dir: Path) -> JobResult:
     return JobResult(job.name, job.source, seconds)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: ask Linux to kill this process when the main process dies (a
-    killed run must not leave GPAW workers writing records); elsewhere a no-op."""
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the main process died before the signal was armed
-        os._exit(1)
-
-
 def generate(
     structure_files: list[Path],
     output_dir: Path,
@@ -179,8 +154,6 @@ def generate(
     Raises:
         MLHError: another run holds the output folder, or two inputs share a name stem.
     """
-    from tqdm import tqdm
-
     frames, problems = collect_structures(structure_files)
     results = [JobResult(path.stem, str(path), 0.0, problem) for path, problem in problems]
     frames, refused = _screen(frames, settings, min_distance)
@@ -192,28 +165,9 @@ def generate(
         log_dir.mkdir(exist_ok=True)
         todo = [Job(name, source, atoms, output_dir / f"{name}.nc") for name, source, atoms in frames
                 if not (output_dir / f"{name}.nc").exists()]
-        bar = tqdm(total=len(frames), initial=len(frames) - len(todo), disable=None if progress else True,
-                   desc="GPAW records", unit="structure")
-        # GPAW's grid code is single-threaded; one BLAS thread per worker keeps cores for workers.
-        env_backup = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-        if jobs > 1:
-            os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        try:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-                futures = [pool.submit(_run_job, job, settings, log_dir) for job in todo]
-                for future in as_completed(futures):
-                    result = future.result()
-                    results.append(result)
-                    bar.update()
-        finally:
-            bar.close()
-            for key, value in env_backup.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        _write_failures(output_dir, results)
+        results += run_batch(todo, partial(_run_job, settings=settings, log_dir=log_dir), jobs,
+                             progress, "GPAW records", finished_before=len(frames) - len(todo))
+        write_failures(output_dir, results)
     return Generation(results, len(frames) - len(todo))
 
 
@@ -241,14 +195,3 @@ def _screen(frames: list[tuple[str, str, Atoms]], settings: GPAWSettings, min_di
         else:
             good.append((name, source, atoms))
     return good, refused
-
-
-def _write_failures(output_dir: Path, results: list[JobResult]) -> None:
-    """Keep DIR/failures.json listing the structures that failed in the latest run."""
-    failures = {r.name: {"source": r.source, "error": r.error} for r in results if r.error}
-    path = output_dir / "failures.json"
-    if failures:
-        with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps(failures, indent=2))
-    else:
-        path.unlink(missing_ok=True)

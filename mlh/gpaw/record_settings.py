@@ -3,6 +3,8 @@ Fermi-Dirac width (eV), and its structure as ASE Atoms (Å)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from ase import Atoms
 
@@ -10,7 +12,10 @@ from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings, settings_from_provenance
 from mlh.record.hamiltonian import HamiltonianRecord
 
-__all__ = ["DEFAULT_WIDTH", "record_smearing_width", "settings_from_record", "record_scf_kpts", "record_atoms"]
+__all__ = [
+    "DEFAULT_WIDTH", "record_smearing_width", "settings_from_record", "settings_from_record_provenance",
+    "record_scf_kpts", "record_atoms", "structure_atoms",
+]
 
 DEFAULT_WIDTH = 0.01
 """Fermi-Dirac width (eV) when neither the caller nor the record says otherwise (GPAW data)."""
@@ -18,7 +23,11 @@ DEFAULT_WIDTH = 0.01
 
 def record_smearing_width(record: HamiltonianRecord) -> float:
     """The Fermi-Dirac width (eV) in the record's provenance ("fermi-dirac 0.01 eV"), else 0.01."""
-    text = str(record.provenance.get("smearing", "")).split()
+    return _smearing_width(record.provenance)
+
+
+def _smearing_width(provenance: dict[str, Any]) -> float:
+    text = str(provenance.get("smearing", "")).split()
     if len(text) == 3 and text[0] == "fermi-dirac" and text[2] == "eV":
         try:
             width = float(text[1])
@@ -35,14 +44,18 @@ def settings_from_record(record: HamiltonianRecord) -> GPAWSettings:
     Raises:
         MLHError: provenance without the GPAW settings.
     """
-    core = settings_from_provenance(record.provenance)
-    provenance = record.provenance
+    return settings_from_record_provenance(record.provenance)
+
+
+def settings_from_record_provenance(provenance: dict[str, Any]) -> GPAWSettings:
+    """The GPAWSettings of a record with this provenance (see settings_from_record)."""
+    core = settings_from_provenance(provenance)
     try:
         h = float(provenance.get("grid_spacing_angstrom", GPAWSettings().h))
         spinpol = bool(int(provenance.get("spinpol", 0)))
     except (TypeError, ValueError) as err:
         raise MLHError(f"record provenance has a bad grid spacing or spinpol ({err})") from None
-    return GPAWSettings(**core, h=h, spinpol=spinpol, smearing_width=record_smearing_width(record))
+    return GPAWSettings(**core, h=h, spinpol=spinpol, smearing_width=_smearing_width(provenance))
 
 
 def record_scf_kpts(record: HamiltonianRecord) -> tuple[int, int, int]:
@@ -59,8 +72,13 @@ def record_scf_kpts(record: HamiltonianRecord) -> tuple[int, int, int]:
 
 def record_atoms(record: HamiltonianRecord) -> Atoms:
     """The record's structure as ASE Atoms (ghost atoms marked in atoms.arrays["ghost"])."""
-    atoms = Atoms(numbers=record.numbers, positions=record.positions, cell=record.cell,
-                  pbc=record.pbc)
-    if np.any(record.ghost):
-        atoms.arrays["ghost"] = np.asarray(record.ghost, bool).copy()
+    return structure_atoms(record.numbers, record.positions, record.cell, record.pbc, record.ghost)
+
+
+def structure_atoms(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                    ghost: np.ndarray) -> Atoms:
+    """ASE Atoms of a structure (positions, cell in Å), ghost atoms in atoms.arrays["ghost"]."""
+    atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
+    if np.any(ghost):
+        atoms.arrays["ghost"] = np.asarray(ghost, bool).copy()
     return atoms

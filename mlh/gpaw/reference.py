@@ -129,7 +129,8 @@ def bloch_matrices(dft, with_hamiltonian: bool = True, potential=None):
 
 
 def reference_record(
-    atoms: Atoms, settings: GPAWSettings, log: io.TextIOBase | str | None = None
+    atoms: Atoms, settings: GPAWSettings, log: io.TextIOBase | str | None = None,
+    block_tolerance: float | None = BLOCK_TOLERANCE,
 ) -> HamiltonianRecord:
     """Run GPAW on `atoms` and return its Hamiltonian record.
 
@@ -139,7 +140,8 @@ def reference_record(
     settings.task == "baseline": S(R) and the zeroth-step H0(R), no SCF.
     settings.baseline: with "scf", H0(R) is stored beside H(R) (one more initialisation).
     H0 is GPAW's Kohn-Sham H at its initial density (superposed neutral atoms), through the
-    same matrix calculator and alias-free grid as H.
+    same matrix calculator and alias-free grid as H. Pairs in reach whose values are all
+    below `block_tolerance` are dropped (None keeps every pair in reach).
 
     Raises:
         MLHError: unknown element/basis, or SCF failure.
@@ -247,13 +249,13 @@ def reference_record(
             "scf_kpts": "x".join(map(str, scf_kpts)),
             "realspace_kpts": "x".join(map(str, grid)),
             "pair_reach_angstrom": "max basis rc + max PAW projector rc per atom",
-            "block_tolerance": BLOCK_TOLERANCE,
+            "block_tolerance": 0.0 if block_tolerance is None else block_tolerance,
             "creation_library": "mlh",
             "creation_library_version": mlh_version,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    return drop_negligible_pairs(record, BLOCK_TOLERANCE)
+    return record if block_tolerance is None else drop_negligible_pairs(record, block_tolerance)
 
 
 def drop_negligible_pairs(record: HamiltonianRecord, tolerance: float) -> HamiltonianRecord:

@@ -108,17 +108,18 @@ def blocks_from_bloch(
     pair_values = np.empty(lead + (len(rows),))
     max_imag = 0.0
 
-    def transform(shift: np.ndarray) -> np.ndarray:
+    def transform(shift: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Real part of M(R)[row, col] for lattice shift R (only those elements)."""
         nonlocal max_imag
         phase = np.exp(-2j * np.pi * (kpoints @ shift)) / len(kpoints)
-        matrix = np.einsum("...kmn,k->...mn", bloch_kMM, phase)
-        max_imag = max(max_imag, float(np.abs(matrix.imag).max(initial=0.0)))
-        return matrix.real
+        values = np.einsum("...kv,k->...v", bloch_kMM[..., row, col], phase)
+        max_imag = max(max_imag, float(np.abs(values.imag).max(initial=0.0)))
+        return values.real
 
-    onsite_values = transform(np.zeros(3))[..., orow, ocol]
+    onsite_values = transform(np.zeros(3), orow, ocol)
     unique_shifts, shift_index = np.unique(pair_shift, axis=0, return_inverse=True)
     value_shift = shift_index.reshape(-1)[pair_of_value]
     for n, shift in enumerate(unique_shifts):
         mask = value_shift == n
-        pair_values[..., mask] = transform(shift)[..., rows[mask], cols[mask]]
+        pair_values[..., mask] = transform(shift, rows[mask], cols[mask])
     return pair_values, onsite_values, max_imag
