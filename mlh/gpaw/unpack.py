@@ -18,6 +18,7 @@ from mlh.gpaw.batch import JobResult, run_batch, write_failures
 from mlh.gpaw.generate import Generation
 from mlh.gpaw.record_settings import settings_from_record_provenance, structure_atoms
 from mlh.record.hamiltonian import HamiltonianRecord
+from mlh.record.io import collect_files
 from mlh.record.pack import PACK_SUFFIX, PackedRecord, read_pack, unpack_record
 
 __all__ = ["pack_files", "recomputed_record", "unpack"]
@@ -25,16 +26,7 @@ __all__ = ["pack_files", "recomputed_record", "unpack"]
 
 def pack_files(paths: Sequence[Path]) -> list[Path]:
     """Pack files of files and folders (*.mlhpack, sorted per folder); MLHError if none."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files.extend(sorted(path.glob(f"*{PACK_SUFFIX}")))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise MLHError(f"{path}: no such file or folder")
-    if not files:
-        raise MLHError(f"no packs (*{PACK_SUFFIX}) in {', '.join(map(str, paths))}")
+    files = collect_files(paths, PACK_SUFFIX, "packs")
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise MLHError("two packs share a file name stem; their records would collide")

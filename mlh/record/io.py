@@ -7,7 +7,7 @@ job never leaves a partial record behind.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from mlh.record.hamiltonian import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, Ham
 
 __all__ = [
     "record_to_dataset", "record_from_dataset", "write_dataset", "write_record", "read_record",
-    "record_files",
+    "record_files", "collect_files",
 ]
 
 _XYZ = ["x", "y", "z"]
@@ -199,17 +199,21 @@ def read_record(path: str | os.PathLike) -> HamiltonianRecord:
 
 def record_files(paths: Sequence[Path]) -> list[Path]:
     """Record files (*.nc) of files and folders, sorted per folder; MLHError if none or missing."""
+    return collect_files(paths, ".nc", "records", skip={"scale_shift.nc"})
+
+
+def collect_files(paths: Sequence[Path], suffix: str, kind: str, skip: Collection[str] = ()) -> list[Path]:
+    """The files given, and the *SUFFIX files of the folders given (sorted per folder; hidden
+    temporary files and names in `skip` left out); MLHError naming `kind` if none or missing."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(
-                p for p in sorted(path.glob("*.nc"))
-                if p.name != "scale_shift.nc" and not p.name.startswith(".")  # skip temporary files
-            )
+            files.extend(p for p in sorted(path.glob(f"*{suffix}"))
+                         if p.name not in skip and not p.name.startswith("."))
         elif path.is_file():
             files.append(path)
         else:
             raise MLHError(f"{path}: no such file or folder")
     if not files:
-        raise MLHError(f"no records (*.nc) in {', '.join(map(str, paths))}")
+        raise MLHError(f"no {kind} (*{suffix}) in {', '.join(map(str, paths))}")
     return files
