@@ -70,8 +70,12 @@ def pack(
     from mlh.record.pack import PACK_SUFFIX, pack_record, write_pack
 
     check_output_folder(output)
-    files = record_files(records)
-    packed = [(f, pack_record(read_record(f), quantum)) for f in files]  # all checked before writing
+    packed = []
+    for file in record_files(records):  # every record is checked before anything is written
+        try:
+            packed.append((file, pack_record(read_record(file), quantum)))
+        except MLHError as err:
+            raise MLHError(err if str(err).startswith(str(file)) else f"{file}: {err}") from None
     output.mkdir(parents=True, exist_ok=True)
     size = sum(write_pack(p, output / f"{f.stem}{PACK_SUFFIX}").stat().st_size for f, p in packed)
     typer.echo(f"{len(packed)} packs ({size / 1e6:.1f} MB) written to {output}")

@@ -71,5 +71,5 @@ def test_packing_a_record_without_h0_fails_and_writes_nothing(gpaw_records, tmp_
     _, record = gpaw_records("water")
     write_record(record, tmp_path / "water.nc")
     result = CliRunner().invoke(app, ["pack", str(tmp_path / "water.nc"), "-o", str(tmp_path / "packs")])
-    assert result.exit_code != 0 and "both H and H0" in result.output
+    assert result.exit_code != 0 and "water.nc: only records with both H and H0" in result.output
     assert not (tmp_path / "packs").exists()
