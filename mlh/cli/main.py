@@ -6,13 +6,16 @@ Heavy imports (GPAW, JAX) happen inside the commands, not at import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from mlh.cli.app import app, report_failures
 from mlh.cli.app import reports_errors as _reports_errors
 from mlh.errors import MLHError
+
+if TYPE_CHECKING:
+    from mlh.gpaw.generate import Generation
 
 
 @app.command()
@@ -47,6 +50,12 @@ def generate(
     settings = load_settings(config, task=task, baseline=baseline or None)
     outcome = run_generate(structures, output, settings, jobs=jobs, progress=progress,
                            **({} if min_distance is None else {"min_distance": min_distance}))
+    _report_batch(outcome, output)
+
+
+def _report_batch(outcome: Generation, output: Path) -> None:
+    """Say what a generate or unpack run wrote, and exit
+    non-zero listing the failures if any."""
     failed = outcome.failed
     typer.echo(f"{len(outcome.results) - len(failed)} records written, {len(failed)} failed, "
                f"{outcome.skipped} skipped (finished earlier), to {output}")
@@ -66,19 +75,13 @@ def pack(
     record of 5 MB becomes ~90 kB. Needs records made with mlh generate --baseline.
     """
     from mlh.file_output import check_output_folder
-    from mlh.record.io import read_record, record_files
-    from mlh.record.pack import PACK_SUFFIX, pack_record, write_pack
+    from mlh.record.io import record_files
+    from mlh.record.pack import pack_records
 
     check_output_folder(output)
-    packed = []
-    for file in record_files(records):  # every record is checked before anything is written
-        try:
-            packed.append((file, pack_record(read_record(file), quantum)))
-        except MLHError as err:
-            raise MLHError(err if str(err).startswith(str(file)) else f"{file}: {err}") from None
-    output.mkdir(parents=True, exist_ok=True)
-    size = sum(write_pack(p, output / f"{f.stem}{PACK_SUFFIX}").stat().st_size for f, p in packed)
-    typer.echo(f"{len(packed)} packs ({size / 1e6:.1f} MB) written to {output}")
+    files = record_files(records)
+    size = pack_records(files, output, quantum)
+    typer.echo(f"{len(files)} packs ({size / 1e6:.1f} MB) written to {output}")
 
 
 @app.command()
@@ -98,10 +101,7 @@ def unpack(
 
     check_output_folder(output)
     outcome = run_unpack(packs, output, jobs=jobs, progress=progress)
-    failed = outcome.failed
-    typer.echo(f"{len(outcome.results) - len(failed)} records written, {len(failed)} failed, "
-               f"{outcome.skipped} skipped (finished earlier), to {output}")
-    report_failures([r.error for r in failed])
+    _report_batch(outcome, output)
 
 
 @app.command()

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ import numpy as np
 from mlh.errors import MLHError
 from mlh.file_output import atomic_output
 from mlh.record.hamiltonian import HamiltonianRecord, Labels
+from mlh.record.io import read_record
 
 __all__ = [
     "PACK_FORMAT", "PACK_SUFFIX", "DEFAULT_QUANTUM", "PackedRecord", "pack_record",
-    "unpack_record", "write_pack", "read_pack",
+    "pack_records", "unpack_record", "write_pack", "read_pack",
 ]
 
 PACK_FORMAT = "mlh-pack 1"
@@ -83,6 +85,23 @@ def pack_record(record: HamiltonianRecord, quantum: float = DEFAULT_QUANTUM) -> 
         dH_onsite=counts[1].astype(np.int32), quantum=float(quantum), labels=record.labels,
         provenance=dict(record.provenance),
     )
+
+
+def pack_records(files: Sequence[Path], output: Path, quantum: float = DEFAULT_QUANTUM) -> int:
+    """Pack each record file into OUTPUT/<stem>.mlhpack; every record is read and checked
+    before any pack is written. Returns the bytes written.
+
+    Raises:
+        MLHError naming the first file that cannot be read or packed.
+    """
+    packed = []
+    for file in files:
+        try:
+            packed.append((file, pack_record(read_record(file), quantum)))
+        except MLHError as err:
+            raise MLHError(err if str(err).startswith(str(file)) else f"{file}: {err}") from None
+    output.mkdir(parents=True, exist_ok=True)
+    return sum(write_pack(p, output / f"{f.stem}{PACK_SUFFIX}").stat().st_size for f, p in packed)
 
 
 def unpack_record(packed: PackedRecord, baseline: HamiltonianRecord) -> HamiltonianRecord:
