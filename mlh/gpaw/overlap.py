@@ -36,8 +36,9 @@ from mlh.gpaw.reference import (
     basis_from_setups,
     drop_negligible_pairs,
     ghost_mask,
-    gpaw_parameters,
+    gpaw_setups,
     projector_reach,
+    wrapped_positions,
 )
 from mlh.gpaw.settings import GPAWSettings
 from mlh.record.basis import Basis
@@ -87,33 +88,6 @@ class OverlapBlocks:
 
 
 # ------------------------------------------------------------------ setups and geometry
-def gpaw_setups(atoms: Atoms, settings: GPAWSettings):
-    """GPAW Setups for `atoms` as a GPAW LCAO calculation with `settings` creates them.
-
-    Ghost atoms (`atoms.arrays["ghost"]`) get the "ghost" setup, as in mlh.gpaw.reference.
-    No grids, densities or SCF are made.
-    """
-    from gpaw.dft import Parameters
-    from gpaw.mpi import serial_comm
-    from gpaw.setup import Setups
-
-    params = Parameters(**gpaw_parameters(atoms, settings, (1, 1, 1)))
-    xc = params.xc.functional(collinear=True, atoms=atoms)
-    try:
-        return Setups(atoms.numbers, params.setups, params.basis, xc, world=serial_comm)
-    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MLHError(f"GPAW could not create setups for this structure: {first}") from None
-
-
-def wrapped_positions(atoms: Atoms) -> np.ndarray:
-    """(n_atoms, 3) positions wrapped into the cell exactly as GPAW wraps them (Å)."""
-    relpos = atoms.get_scaled_positions()
-    relpos %= 1
-    relpos %= 1  # as gpaw.new.builder: twice, for round-off at 1 - eps
-    return relpos @ atoms.cell.array
-
-
 def pair_reach(setups, numbers: np.ndarray) -> np.ndarray:
     """(n_atoms,) pair reach per atom (Å): largest basis cutoff + largest projector cutoff.
 

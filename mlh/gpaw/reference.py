@@ -30,7 +30,8 @@ from mlh.record.realspace import alias_free_grid, blocks_from_bloch, image_pairs
 
 __all__ = [
     "reference_record", "check_elements", "ghost_mask", "drop_negligible_pairs",
-    "gpaw_parameters", "bloch_matrices", "basis_from_setups", "projector_reach",
+    "gpaw_parameters", "gpaw_setups", "wrapped_positions", "bloch_matrices",
+    "basis_from_setups", "projector_reach",
 ]
 
 # Pairs whose H (eV) and S blocks are all below this are not stored: they lie between the
@@ -65,6 +66,33 @@ def gpaw_parameters(atoms: Atoms, settings: GPAWSettings, kpts: dict | tuple) ->
         spinpol=settings.spinpol,
     )
     return params
+
+
+def gpaw_setups(atoms: Atoms, settings: GPAWSettings):
+    """GPAW Setups for `atoms` as a GPAW LCAO calculation with `settings` creates them.
+
+    Ghost atoms (`atoms.arrays["ghost"]`) get the "ghost" setup, as in `reference_record`.
+    No grids, densities or SCF are made.
+    """
+    from gpaw.dft import Parameters
+    from gpaw.mpi import serial_comm
+    from gpaw.setup import Setups
+
+    params = Parameters(**gpaw_parameters(atoms, settings, (1, 1, 1)))
+    xc = params.xc.functional(collinear=True, atoms=atoms)
+    try:
+        return Setups(atoms.numbers, params.setups, params.basis, xc, world=serial_comm)
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MLHError(f"GPAW could not create setups for this structure: {first}") from None
+
+
+def wrapped_positions(atoms: Atoms) -> np.ndarray:
+    """(n_atoms, 3) positions wrapped into the cell exactly as GPAW wraps them (Å)."""
+    relpos = atoms.get_scaled_positions()
+    relpos %= 1
+    relpos %= 1  # as gpaw.new.builder: twice, for round-off at 1 - eps
+    return relpos @ atoms.cell.array
 
 
 def basis_from_setups(setups, numbers: np.ndarray, ghost: np.ndarray, name: str) -> Basis:
@@ -161,20 +189,18 @@ def reference_record(
             calc = GPAW(**params, symmetry=symmetry, txt=log)
             atoms.calc = calc
             labels = _labels(calc, atoms, settings)
-            setups, relpos = calc.dft.setups, calc.dft.relpos_ac
+            # GPAW wraps atoms into the cell; lattice shifts R refer to its wrapped positions.
+            atoms.positions = np.asarray(calc.dft.relpos_ac) @ atoms.cell.array
+            setups = calc.dft.setups
         else:
-            from gpaw.new.calculation import DFT
-
-            probe = DFT(atoms, **params, symmetry=symmetry, txt=None, converge=False)
-            setups, relpos = probe.setups, probe.relpos_ac
+            setups = gpaw_setups(atoms, settings)  # no grids or densities: only the reach
+            atoms.positions = wrapped_positions(atoms)
             labels = Labels(n_electrons=float(setups.nvalence))
     except KohnShamConvergenceError as err:
         raise MLHError(f"SCF did not converge in {settings.maxiter} iterations: {err}") from None
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
         raise MLHError(f"GPAW could not set up this structure: {_first_line(err)}") from None
 
-    # GPAW wraps atoms into the cell; lattice shifts R refer to GPAW's wrapped positions.
-    atoms.positions = np.asarray(relpos) @ atoms.cell.array
     basis = basis_from_setups(setups, atoms.numbers, ghost, settings.basis)
     reach = basis.rcut_per_atom(atoms.numbers) + projector_reach(setups)
     pair_i, pair_j, pair_shift = image_pairs(atoms.positions, atoms.cell.array, atoms.pbc, reach)
@@ -199,7 +225,11 @@ def reference_record(
             if not np.allclose(initial_kpoints, ibz_kpoints):
                 raise MLHError("GPAW's initial-density k-points differ from the SCF's; this is a bug")
     else:
-        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(initial_on_grid(), with_hamiltonian=settings.task != "overlap")
+        try:
+            on_grid = initial_on_grid()
+        except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
+            raise MLHError(f"GPAW could not set up this structure: {_first_line(err)}") from None
+        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(on_grid, with_hamiltonian=settings.task != "overlap")
         if settings.task == "baseline":
             H_skMM, H0_skMM = None, H_skMM
 
