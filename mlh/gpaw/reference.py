@@ -83,8 +83,7 @@ def gpaw_setups(atoms: Atoms, settings: GPAWSettings):
     try:
         return Setups(atoms.numbers, params.setups, params.basis, xc, world=serial_comm)
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MLHError(f"GPAW could not create setups for this structure: {first}") from None
+        raise MLHError(f"GPAW could not create setups for this structure: {_first_line(err)}") from None
 
 
 def wrapped_positions(atoms: Atoms) -> np.ndarray:
@@ -211,7 +210,11 @@ def reference_record(
         """GPAW at its initial density with the alias-free k-points (no SCF, no eigensolver)."""
         from gpaw.new.calculation import DFT
 
-        return DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None, converge=False)
+        try:
+            return DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
+                       converge=False)
+        except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
+            raise MLHError(f"GPAW could not set up this structure: {_first_line(err)}") from None
 
     H0_skMM = None
     if settings.task == "scf":
@@ -225,11 +228,7 @@ def reference_record(
             if not np.allclose(initial_kpoints, ibz_kpoints):
                 raise MLHError("GPAW's initial-density k-points differ from the SCF's; this is a bug")
     else:
-        try:
-            on_grid = initial_on_grid()
-        except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
-            raise MLHError(f"GPAW could not set up this structure: {_first_line(err)}") from None
-        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(on_grid, with_hamiltonian=settings.task != "overlap")
+        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(initial_on_grid(), with_hamiltonian=settings.task != "overlap")
         if settings.task == "baseline":
             H_skMM, H0_skMM = None, H_skMM
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from ase import Atoms
 from ase.build import molecule
 
 from mlh.errors import MLHError
@@ -134,3 +135,13 @@ def test_failed_scf_is_reported():
     atoms = molecule("H2O", vacuum=3.5)
     with pytest.raises(MLHError, match="SCF did not converge in 2 iterations"):
         reference_record(atoms, GPAWSettings(maxiter=2))
+
+
+@pytest.mark.parametrize("task", ["baseline", "overlap"])
+def test_missing_basis_is_reported_without_scf(task):
+    """The tasks without an SCF take their setups from gpaw_setups: a missing basis file is
+    one clear message, not GPAW's traceback."""
+    atoms = Atoms("Fm", positions=[[2.0, 2.0, 2.0]], cell=[4.0, 4.0, 4.0], pbc=False)
+    with pytest.raises(MLHError, match=r'GPAW could not create setups for this structure: '
+                                       r'Could not find required basis set file "Fm\.dzp\.basis"'):
+        reference_record(atoms, GPAWSettings(task=task))
