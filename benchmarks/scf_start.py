@@ -37,7 +37,15 @@ from mlh.gpaw.settings import load_settings
 from mlh.gpaw.structures import wse2_with_vacancies
 from mlh.model.predictor import Predictor
 from physics.dft.functional import gpaw_calculation
-from physics.dft.scf import START_ATOMS, START_PREVIOUS, ModelSCFRoute, SCFResult, converge_scf, run_scf
+from physics.dft.scf import (
+    START_ATOMS,
+    START_HAMILTONIAN,
+    START_PREVIOUS,
+    ModelSCFRoute,
+    SCFResult,
+    converge_scf,
+    run_scf,
+)
 from relax.calculator import MLHCalculator
 
 from _results import write_results
@@ -136,7 +144,7 @@ def relaxation(atoms, settings, route: ModelSCFRoute, steps: int) -> dict:
 def main() -> None:
     args = parse_args()
     settings = load_settings(args.settings)
-    route = ModelSCFRoute(Predictor.load(args.model), settings, reuse=False)
+    route = ModelSCFRoute(Predictor.load(args.model), settings, later_start=START_HAMILTONIAN)
     structures = [wse2_with_vacancies(np.random.default_rng(args.seed + i))
                   for i in range(args.structures)]
     begin = time.perf_counter()

@@ -18,7 +18,8 @@ Three routes (docs/physics.md has the measured accuracy and cost of each):
   atoms (physics.dft.scf): GPAW's energies and forces to its convergence criteria, in
   fewer iterations than GPAW's usual start; direct and correction models. Along a
   relaxation each later step starts from the previous converged state moved with the
-  atoms, as GPAW does (`scf_reuse`).
+  atoms, as GPAW does, or from the model corrected by its error at the previous step
+  (`scf_later_start`).
 
 Properties: "energy" (extrapolated to zero width), "free_energy" (Mermin free energy, the
 one the band route's forces belong to) and "forces". Units: eV, Å. Works for periodic
@@ -75,8 +76,10 @@ class MLHCalculator(Calculator):
         response: dft route: add the response term to GPAW's forces (exact -dA_KS/dR);
             False for GPAW's forces of the state alone (cheaper, not conservative).
         maxiter: scf route: most SCF iterations (GPAW's default 300).
-        scf_reuse: scf route: start each SCF after the first from the previous converged
-            state moved with the atoms (GPAW's own reuse) instead of from the model.
+        scf_later_start: scf route: how each SCF after the first starts
+            (physics.dft.scf.ModelSCFRoute's later_start): "previous", the previous
+            converged state moved with the atoms (GPAW's own reuse); "corrected", the
+            model's H plus its error at the previous step; "hamiltonian", the model alone.
         label, atoms, directory: as for ase.calculators.calculator.Calculator.
 
     Attributes:
@@ -103,7 +106,7 @@ class MLHCalculator(Calculator):
         functional: Literal["kohn-sham", "harris"] = "kohn-sham",
         response: bool = True,
         maxiter: int = 300,
-        scf_reuse: bool = True,
+        scf_later_start: str = "previous",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,7 +131,7 @@ class MLHCalculator(Calculator):
             self._band_route = (self._make_band_route(model, repulsion, skin)
                                 if route == "band" else None)
             self._dft_route = self._make_dft_route(skin) if route == "dft" else None
-            self._scf_route = (self._make_scf_route(maxiter, scf_reuse, skin)
+            self._scf_route = (self._make_scf_route(maxiter, scf_later_start, skin)
                                if route == "scf" else None)
         except MLHError as error:
             raise CalculatorInputError(str(error)) from None
@@ -180,11 +183,11 @@ class MLHCalculator(Calculator):
 
         return ModelDFTRoute(self.predictor, self._gpaw_settings(), charge=self.charge, skin=skin)
 
-    def _make_scf_route(self, maxiter: int, reuse: bool, skin: float):
+    def _make_scf_route(self, maxiter: int, later_start: str, skin: float):
         from physics.dft.scf import ModelSCFRoute
 
         return ModelSCFRoute(self.predictor, self._gpaw_settings(maxiter=maxiter),
-                             charge=self.charge, reuse=reuse, skin=skin)
+                             charge=self.charge, later_start=later_start, skin=skin)
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",),
                   system_changes=all_changes) -> None:

@@ -71,6 +71,11 @@ def add_calculator_arguments(parser: argparse.ArgumentParser, default_model: Pat
     parser.add_argument("--width", type=float, default=0.01, help="Fermi-Dirac width (eV)")
     parser.add_argument("--maxiter", type=int, default=300,
                         help="scf route: most SCF iterations per step")
+    parser.add_argument("--scf-start", choices=["previous", "corrected", "hamiltonian"],
+                        default="previous", help="scf route: how each step after the first "
+                        "starts: previous (GPAW's reuse of the last converged state), "
+                        "corrected (the model plus its error at the last step) or "
+                        "hamiltonian (the model alone)")
     parser.add_argument("--fmax", type=float, default=0.02, help="force criterion (eV/Å)")
     parser.add_argument("--steps", type=int, default=200, help="most optimizer steps")
     parser.add_argument("--optimizer", choices=["BFGS", "FIRE"], default="BFGS")
@@ -81,7 +86,8 @@ def make_calculator(args: argparse.Namespace):
     from relax.calculator import MLHCalculator
 
     return MLHCalculator(args.model, route=args.route, repulsion=args.repulsion,
-                         kpts=parse_kpts(args.kpts), width=args.width, maxiter=args.maxiter)
+                         kpts=parse_kpts(args.kpts), width=args.width, maxiter=args.maxiter,
+                         scf_later_start=args.scf_start)
 
 
 def file_digest(paths: list[Path]) -> str:

@@ -135,6 +135,16 @@ def gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int,
     return dft
 
 
+def kpoint_index(kpoints: np.ndarray, k: np.ndarray | None) -> int:
+    """Position of reduced k-point `k` (None: Γ, the first) among GPAW's `kpoints` (n_k, 3)."""
+    if k is None:
+        return 0
+    matches = np.flatnonzero(np.abs(kpoints - np.asarray(k)).max(axis=1) < 1e-9)
+    if len(matches) != 1:
+        raise MLHError(f"k-point {k} is not one of GPAW's k-points; this is a bug")
+    return int(matches[0])
+
+
 class BaselineHamiltonian:
     """GPAW's zeroth-step H0(k) (eV) of a DFT object of `gpaw_calculation`, read at its
     initial density (before any state is installed), on its k-points."""
@@ -148,12 +158,7 @@ class BaselineHamiltonian:
 
     def index(self, k: np.ndarray | None) -> int:
         """Position of reduced k-point `k` (None: Γ) among the k-points."""
-        if k is None:
-            return 0
-        matches = np.flatnonzero(np.abs(self.kpoints - np.asarray(k)).max(axis=1) < 1e-9)
-        if len(matches) != 1:
-            raise MLHError(f"k-point {k} is not one of GPAW's H0 k-points; this is a bug")
-        return int(matches[0])
+        return kpoint_index(self.kpoints, k)
 
     def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
         """Dense H0(k) (eV) of one spin channel."""

@@ -11,8 +11,10 @@ criterion compares the last three iterations, so no start needs fewer than 3.
 
 Along relaxations GPAW itself reuses the previous step's state: its LCAO coefficients
 are kept and the density rebuilt from them at the moved atoms (`DFT.move_atoms`).
-`ModelSCFRoute(reuse=True)` does the same after its first, model-started step;
-`reuse=False` starts every step from the model.
+`ModelSCFRoute(later_start=START_PREVIOUS)` does the same after its first, model-started
+step; START_HAMILTONIAN starts every step from the model; START_CORRECTED starts from the
+model's H plus the model's error at the previous step (H_scf - H_model there), i.e. the
+previous converged H moved by the model's change of H.
 
 Units: eV, Å (GPAW's Hartree and Bohr are converted at the GPAW boundary).
 """
@@ -39,11 +41,13 @@ from physics.dft.functional import (
     check_baseline_grid,
     gpaw_calculation,
     install_density,
+    kpoint_index,
     record_inputs,
 )
 
 __all__ = ["SCFResult", "converge_scf", "run_scf", "scf_for_record",
-           "ModelSCFRoute", "START_ATOMS", "START_HAMILTONIAN", "START_PREVIOUS"]
+           "ModelSCFRoute", "START_ATOMS", "START_HAMILTONIAN", "START_PREVIOUS",
+           "START_CORRECTED"]
 
 START_ATOMS = "atoms"
 """GPAW's usual start: superposed neutral-atom densities."""
@@ -51,9 +55,13 @@ START_HAMILTONIAN = "hamiltonian"
 """The density of a given H's occupied states (the model's, for the scf route)."""
 START_PREVIOUS = "previous"
 """The previous step's converged state moved with the atoms (GPAW's relaxation reuse)."""
+START_CORRECTED = "corrected"
+"""The model's H plus the model's error at the previous step (H_scf - H_model there)."""
 _STARTS = {START_ATOMS: "superposed atomic densities",
            START_HAMILTONIAN: "the given Hamiltonian's density",
-           START_PREVIOUS: "the previous step's converged state"}
+           START_PREVIOUS: "the previous step's converged state",
+           START_CORRECTED: "the model's Hamiltonian corrected by its error at the previous step"}
+_LATER_STARTS = (START_PREVIOUS, START_CORRECTED, START_HAMILTONIAN)
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,7 @@ class SCFResult:
         if self.hamiltonians is None:
             raise MLHError("this SCF result kept no Hamiltonians (keep_hamiltonians=False)")
         k = np.zeros(3) if k is None else np.asarray(k, float)
-        index = np.flatnonzero(np.abs(self.kpoints - k).max(axis=1) < 1e-9)
-        if len(index) != 1:
-            raise MLHError(f"k-point {tuple(k)} is not one of this SCF's k-points")
-        return self.hamiltonians[spin, index[0]]
+        return self.hamiltonians[spin, kpoint_index(self.kpoints, k)]
 
 
 def converge_scf(dft, start: str, forces: bool = True, keep_hamiltonians: bool = False,
@@ -211,7 +216,11 @@ def scf_for_record(
 
 def _same_system(dft, atoms: Atoms) -> bool:
     """Whether GPAW's `dft` can move to `atoms` (same species, cell and periodicity)."""
-    old = dft.atoms
+    return _same_system_atoms(dft.atoms, atoms)
+
+
+def _same_system_atoms(old: Atoms, atoms: Atoms) -> bool:
+    """Whether `old` and `atoms` have the same species, cell and periodicity."""
     return (len(old) == len(atoms) and np.array_equal(old.numbers, atoms.numbers)
             and np.array_equal(old.pbc, atoms.pbc)
             and np.allclose(old.cell.array, atoms.cell.array, rtol=0, atol=1e-12))
@@ -223,6 +232,31 @@ def _check_distances(atoms: Atoms, source: str) -> None:
 
     i, j, _, vector = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
     check_min_distance(vector, i, j, source)
+
+
+@dataclass(frozen=True)
+class _ModelError:
+    """H_scf - H_model (eV; spin, k, M, M) of one converged step, with what it belongs to:
+    the species, cell and periodicity, and the lattice vectors by which GPAW wrapped each
+    atom (its Bloch phases change when they change)."""
+
+    atoms: Atoms
+    wrap_offsets: np.ndarray
+    kpoints: np.ndarray
+    H_skMM: np.ndarray
+
+    def applies_to(self, atoms: Atoms, kpoints: np.ndarray) -> bool:
+        return (_same_system_atoms(self.atoms, atoms)
+                and np.array_equal(self.wrap_offsets, _wrap_offsets(atoms))
+                and np.array_equal(self.kpoints, kpoints))
+
+
+def _wrap_offsets(atoms: Atoms) -> np.ndarray:
+    """(n_atoms, 3) lattice vectors (integers) by which GPAW wraps each atom into the cell."""
+    from mlh.gpaw.reference import wrapped_positions
+
+    shift = (atoms.positions - wrapped_positions(atoms)) @ np.linalg.inv(atoms.cell.array)
+    return np.rint(shift).astype(int)
 
 
 class ModelSCFRoute:
@@ -237,20 +271,28 @@ class ModelSCFRoute:
             training data; h, k grid, width, density criterion, maxiter; a correction
             model also needs its H0's grid spacing h).
         charge: net charge (e).
-        reuse: after the first step, start each SCF from the previous converged state
-            moved with the atoms (GPAW's own relaxation reuse) instead of the model.
+        later_start: how each step after the first starts when the structure stays the
+            same system (species, cell, periodicity): START_PREVIOUS, the previous
+            converged state moved with the atoms (GPAW's own relaxation reuse);
+            START_CORRECTED, the model's H plus its error at the previous step (falls back
+            to the model alone when an atom was wrapped across the cell); or
+            START_HAMILTONIAN, the model alone.
         skin: extra reach of the model's neighbour lists (Å).
         log: GPAW text log.
 
     Raises:
-        MLHError: a correction model with other H0 settings than its training data's.
+        MLHError: a correction model with other H0 settings than its training data's, or
+            an unknown later_start.
     """
 
     def __init__(self, predictor: Predictor, settings: GPAWSettings, charge: float = 0.0,
-                 reuse: bool = True, skin: float = 0.5,
+                 later_start: str = START_PREVIOUS, skin: float = 0.5,
                  log: io.TextIOBase | str | None = None):
         from physics.band.route import BandEnergyRoute
 
+        if later_start not in _LATER_STARTS:
+            raise MLHError(f"unknown later_start {later_start!r}; choose one of "
+                           f"{', '.join(_LATER_STARTS)}")
         self.predictor = predictor
         self.correction = predictor.config.target == "correction"
         if self.correction:
@@ -263,9 +305,10 @@ class ModelSCFRoute:
         model's holds dH alone."""
         self.settings = settings
         self.charge = float(charge)
-        self.reuse = bool(reuse)
+        self.later_start = later_start
         self.log = log
         self._dft = None
+        self._model_error: _ModelError | None = None
 
     def evaluate(self, atoms: Atoms, forces: bool = True, source: str = "structure") -> SCFResult:
         """Energy and forces (eV, eV/Å) of `atoms` from GPAW's converged SCF.
@@ -274,29 +317,49 @@ class ModelSCFRoute:
             MLHError: species the model lacks, atoms too close, a GPAW setup problem, or
                 an SCF that does not converge within the settings' maxiter.
         """
-        from physics.dft.forces import wrapped_record
-
-        previous, self._dft = self._dft, None  # a failed SCF leaves no state to reuse
+        # a failed SCF leaves no state to reuse
+        previous, self._dft = self._dft, None
+        model_error, self._model_error = self._model_error, None
         atoms = atoms.copy()
         begin = time.perf_counter()
         if previous is not None and _same_system(previous, atoms):
             _check_distances(atoms, source)
             dft = previous.move_atoms(atoms)
-            timings, start = {"setup": time.perf_counter() - begin}, START_PREVIOUS
+            result = converge_scf(dft, START_PREVIOUS, forces=forces,
+                                  timings={"setup": time.perf_counter() - begin})
         else:
-            record = wrapped_record(self.predicted_record(atoms, source))
-            predicted = time.perf_counter()
-            kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
-            dft = gpaw_calculation(atoms, self.settings, kpts, self.charge, self.log)
-            set_up = time.perf_counter()
-            hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)[2:]
-            if self.correction:
-                hamiltonian_k = BaselineHamiltonian(dft).added_to(hamiltonian_k)
-            install_density(dft, hamiltonian_k, overlap_k)
-            timings = {"setup": set_up - predicted,
-                       "start": predicted - begin + time.perf_counter() - set_up}
-            start = START_HAMILTONIAN
-        result = converge_scf(dft, start, forces=forces, timings=timings)
-        if self.reuse:
+            result, dft, H_model = self._from_model(atoms, source, model_error, forces)
+            if self.later_start == START_CORRECTED:
+                self._model_error = _ModelError(atoms, _wrap_offsets(atoms), result.kpoints,
+                                                result.hamiltonians - H_model)
+        if self.later_start == START_PREVIOUS:
             self._dft = dft
         return result
+
+    def _from_model(self, atoms: Atoms, source: str, model_error: _ModelError | None,
+                    forces: bool) -> tuple[SCFResult, object, np.ndarray]:
+        """GPAW's SCF from the model's H (plus `model_error` where it applies); the result
+        (with its converged H when START_CORRECTED), the DFT object and the model's H
+        (spin, k, M, M; eV) at GPAW's k-points."""
+        from physics.dft.forces import wrapped_record
+
+        begin = time.perf_counter()
+        record = wrapped_record(self.predicted_record(atoms, source))
+        predicted = time.perf_counter()
+        kpts = self.settings.scf_kpts(atoms.cell.array, atoms.pbc)
+        dft = gpaw_calculation(atoms, self.settings, kpts, self.charge, self.log)
+        set_up = time.perf_counter()
+        kpoints = np.asarray(dft.ibzwfs.ibz.kpt_kc, float)
+        hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)[2:]
+        H_model = np.array([[hamiltonian_k(k, spin) for k in kpoints]
+                            for spin in range(2 if self.settings.spinpol else 1)])
+        if self.correction:
+            H_model = H_model + BaselineHamiltonian(dft).H0_skMM
+        start, H_start = START_HAMILTONIAN, H_model
+        if model_error is not None and model_error.applies_to(atoms, kpoints):
+            start, H_start = START_CORRECTED, H_model + model_error.H_skMM
+        install_density(dft, lambda k, spin: H_start[spin, kpoint_index(kpoints, k)], overlap_k)
+        timings = {"setup": set_up - predicted,
+                   "start": predicted - begin + time.perf_counter() - set_up}
+        keep = self.later_start == START_CORRECTED
+        return converge_scf(dft, start, forces, keep, timings), dft, H_model

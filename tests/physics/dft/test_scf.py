@@ -10,7 +10,15 @@ import pytest
 
 from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms, settings_from_record
-from physics.dft.scf import START_ATOMS, START_HAMILTONIAN, START_PREVIOUS, run_scf, scf_for_record
+from physics.dft.scf import (
+    START_ATOMS,
+    START_CORRECTED,
+    START_HAMILTONIAN,
+    START_PREVIOUS,
+    ModelSCFRoute,
+    run_scf,
+    scf_for_record,
+)
 from relax.calculator import MLHCalculator
 from tests.structures import EXAMPLES, WSE2_MODEL
 
@@ -64,7 +72,9 @@ def test_correction_model_starts_from_h0_plus_its_correction(gpaw_records, monke
         return install_density(dft, hamiltonian_k, overlap_k)
 
     monkeypatch.setattr(scf, "install_density", spy)
-    result = scf.ModelSCFRoute(correction, settings_from_record(record), reuse=False).evaluate(atoms)
+    route = scf.ModelSCFRoute(correction, settings_from_record(record),
+                              later_start=START_HAMILTONIAN)
+    result = route.evaluate(atoms)
     assert result.start == START_HAMILTONIAN
     assert_same_as_gpaw(result, record.labels)
     expected = predict_record(correction, atoms, "water")
@@ -96,6 +106,31 @@ def test_scf_route_equals_gpaw_and_reuses_the_previous_state(gpaw_records, scf_c
     scf_calculator.get_forces(moved)
     assert scf_calculator.last_result.start == START_PREVIOUS
     assert scf_calculator.last_result.iterations < first.iterations
+
+
+def test_corrected_start_adds_the_model_error_of_the_previous_step(gpaw_records, scf_calculator):
+    """later_start=START_CORRECTED: at an unchanged structure the corrected start is GPAW's
+    converged H itself (GPAW's minimum of 3 iterations); a moved structure starts from the
+    model corrected by its previous error and ends at GPAW's result; an atom that GPAW
+    wraps across the cell (Bloch phases change) falls back to the model alone."""
+    _, record = gpaw_records("wse2")
+    atoms = record_atoms(record)
+    settings = settings_from_record(record).model_copy(update={"kpts": (3, 3, 1)})
+    route = ModelSCFRoute(scf_calculator.predictor, settings, later_start=START_CORRECTED)
+    first = route.evaluate(atoms)
+    again = route.evaluate(atoms)
+    assert (first.start, again.start) == (START_HAMILTONIAN, START_CORRECTED)
+    assert again.iterations == 3 < first.iterations
+    assert_same_as_gpaw(again, record.labels)
+
+    moved = atoms.copy()
+    moved.positions[0, 0] += 0.01
+    assert route.evaluate(moved).start == START_CORRECTED
+    moved.positions[0] += moved.cell[0]  # the same structure, wrapped back by GPAW
+    assert route.evaluate(moved).start == START_HAMILTONIAN
+
+    with pytest.raises(MLHError, match="unknown later_start 'sometimes'"):
+        ModelSCFRoute(scf_calculator.predictor, settings, later_start="sometimes")
 
 
 def test_relax_driver_reports_an_scf_that_does_not_converge(tmp_path, capsys, monkeypatch):
