@@ -110,9 +110,9 @@ def test_scf_route_equals_gpaw_and_reuses_the_previous_state(gpaw_records, scf_c
 
 def test_corrected_start_adds_the_model_error_of_the_previous_step(gpaw_records, scf_calculator):
     """later_start=START_CORRECTED: at an unchanged structure the corrected start is GPAW's
-    converged H itself (GPAW's minimum of 3 iterations); a moved structure starts from the
-    model corrected by its previous error and ends at GPAW's result; an atom that GPAW
-    wraps across the cell (Bloch phases change) falls back to the model alone."""
+    converged H itself (GPAW's minimum of 3 iterations), also when an atom is given a
+    lattice vector away (GPAW wraps it back and its Bloch matrices stay the same); a moved
+    structure starts from the model corrected by its previous error."""
     _, record = gpaw_records("wse2")
     atoms = record_atoms(record)
     settings = settings_from_record(record).model_copy(update={"kpts": (3, 3, 1)})
@@ -123,11 +123,13 @@ def test_corrected_start_adds_the_model_error_of_the_previous_step(gpaw_records,
     assert again.iterations == 3 < first.iterations
     assert_same_as_gpaw(again, record.labels)
 
+    shifted = atoms.copy()
+    shifted.positions[0] += shifted.cell[0] - shifted.cell[1]
+    same = route.evaluate(shifted)
+    assert (same.start, same.iterations) == (START_CORRECTED, 3)
     moved = atoms.copy()
     moved.positions[0, 0] += 0.01
     assert route.evaluate(moved).start == START_CORRECTED
-    moved.positions[0] += moved.cell[0]  # the same structure, wrapped back by GPAW
-    assert route.evaluate(moved).start == START_HAMILTONIAN
 
     with pytest.raises(MLHError, match="unknown later_start 'sometimes'"):
         ModelSCFRoute(scf_calculator.predictor, settings, later_start="sometimes")
