@@ -36,11 +36,12 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read
+from scf_start import gpaw_usual_path
 
 from mlh.gpaw.settings import GPAWSettings, load_settings
 from mlh.model.predictor import Predictor
 from physics.dft.forces import wrapped_record
-from physics.dft.functional import BaselineHamiltonian, gpaw_calculation, install_density, record_inputs
+from physics.dft.functional import BaselineHamiltonian, gpaw_calculation, install_density
 from physics.dft.scf import (
     START_ATOMS,
     START_CORRECTED,
@@ -67,28 +68,25 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def model_hamiltonians(route: ModelSCFRoute, atoms: Atoms, baseline: BaselineHamiltonian,
+def model_hamiltonians(route: ModelSCFRoute, atoms: Atoms, dft, baseline: BaselineHamiltonian,
                        kpts: tuple[int, int, int]) -> np.ndarray:
-    """The model's H (eV) at GPAW's k-points, shaped like baseline.H0_skMM."""
-    hamiltonian_k = record_inputs(wrapped_record(route.predicted_record(atoms, "frame")),
-                                  route.settings, kpts)[2]
-    H = np.array([[hamiltonian_k(k, spin) for k in baseline.kpoints]
-                  for spin in range(baseline.H0_skMM.shape[0])])
-    return H + baseline.H0_skMM if route.correction else H
+    """The model's H (eV; spin, k, M, M) of `atoms` at the k-points of GPAW's `dft`."""
+    record = wrapped_record(route.predicted_record(atoms, "frame"))
+    return route.model_hamiltonians(record, kpts, dft, baseline)
 
 
 def converged(atoms: Atoms, settings: GPAWSettings, kpts,
-              start: Callable[[BaselineHamiltonian], np.ndarray] | None = None
+              start: Callable[[object, BaselineHamiltonian], np.ndarray] | None = None
               ) -> tuple[SCFResult, object, BaselineHamiltonian]:
     """GPAW's SCF of `atoms` from superposed atoms, or from the states of the H (spin, k,
-    M, M) that `start` builds from the structure's H0; also the DFT object and its H0."""
+    M, M) that `start` builds from the DFT object and its H0; also those two."""
     begin = time.perf_counter()
     dft = gpaw_calculation(atoms, settings, kpts)
     baseline = BaselineHamiltonian(dft)
     timings = {"setup": time.perf_counter() - begin}
     if start is not None:
         begin = time.perf_counter()
-        start_H = start(baseline)
+        start_H = start(dft, baseline)
         install_density(dft, lambda k, spin: start_H[spin, baseline.index(k)])
         timings["start"] = time.perf_counter() - begin
     kind = START_ATOMS if start is None else START_HAMILTONIAN
@@ -100,19 +98,20 @@ def pair_starts(route: ModelSCFRoute, first: Atoms, second: Atoms) -> dict:
     settings = route.settings
     kpts = settings.scf_kpts(first.cell.array, first.pbc)
     at_first, dft, baseline_first = converged(first, settings, kpts)
-    model_error = at_first.hamiltonians - model_hamiltonians(route, first, baseline_first, kpts)
+    model_error = at_first.hamiltonians - model_hamiltonians(route, first, dft, baseline_first,
+                                                             kpts)
     correction = at_first.hamiltonians - baseline_first.H0_skMM
 
     begin = time.perf_counter()
     reuse = converge_scf(dft.move_atoms(second.copy()), START_PREVIOUS, forces=False,
                          keep_hamiltonians=True,
                          timings={"setup": time.perf_counter() - begin})
-    model = lambda baseline: model_hamiltonians(route, second, baseline, kpts)
+    model = lambda dft, baseline: model_hamiltonians(route, second, dft, baseline, kpts)
     starts = {
         "model": model,
-        "model_plus_previous_error": lambda baseline: model(baseline) + model_error,
-        "previous_correction": lambda baseline: baseline.H0_skMM + correction,
-        "ideal": lambda baseline: reuse.hamiltonians,
+        "model_plus_previous_error": lambda dft, baseline: model(dft, baseline) + model_error,
+        "previous_correction": lambda dft, baseline: baseline.H0_skMM + correction,
+        "ideal": lambda dft, baseline: reuse.hamiltonians,
     }
     row = {"max_displacement_angstrom": float(np.abs(second.positions - first.positions).max()),
            "first_frame_iterations_from_atoms": at_first.iterations,
@@ -130,17 +129,11 @@ def pair_starts(route: ModelSCFRoute, first: Atoms, second: Atoms) -> dict:
 
 def walk(route: ModelSCFRoute, path: list[Atoms]) -> dict:
     """Iterations and seconds per frame of GPAW's usual way and of the corrected scf route."""
-    settings, dft = route.settings, None
     route.predicted_record(path[0], "compile")  # compiles the model, outside the timings
     usual, corrected, energy_difference = [], [], 0.0
-    for frame, atoms in enumerate(path):
-        begin = time.perf_counter()
-        if dft is None:
-            dft = gpaw_calculation(atoms, settings, settings.scf_kpts(atoms.cell.array, atoms.pbc))
-            kind = START_ATOMS
-        else:
-            dft, kind = dft.move_atoms(atoms.copy()), START_PREVIOUS
-        gpaw = converge_scf(dft, kind, forces=False, timings={"setup": time.perf_counter() - begin})
+    # the generator runs GPAW's SCF of a frame when asked for it: the two alternate
+    for frame, (atoms, gpaw) in enumerate(zip(path, gpaw_usual_path(path, route.settings,
+                                                                    forces=False))):
         ours = route.evaluate(atoms, forces=False)
         usual.append(gpaw)
         corrected.append(ours)

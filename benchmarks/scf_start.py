@@ -28,6 +28,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +95,10 @@ def single_point(atoms, settings, route: ModelSCFRoute, label: str) -> dict:
             "ideal_start": {**summary(ideal), **agreement(ideal, usual)}}
 
 
-def gpaw_usual_path(path, settings) -> list[SCFResult]:
-    """GPAW's own way along a path: atomic start, then the previous state moved."""
-    results, dft = [], None
+def gpaw_usual_path(path, settings, forces: bool = True) -> Iterator[SCFResult]:
+    """GPAW's own way along a path, one SCF per frame as it is asked for: atomic start,
+    then the previous state moved."""
+    dft = None
     for step, atoms in enumerate(path):
         begin = time.perf_counter()
         if dft is None:
@@ -105,9 +107,8 @@ def gpaw_usual_path(path, settings) -> list[SCFResult]:
         else:
             dft = dft.move_atoms(atoms.copy())
             start = START_PREVIOUS
-        results.append(progress(f"relaxation step {step} gpaw", converge_scf(
-            dft, start, timings={"setup": time.perf_counter() - begin})))
-    return results
+        yield progress(f"relaxation step {step} gpaw", converge_scf(
+            dft, start, forces=forces, timings={"setup": time.perf_counter() - begin}))
 
 
 def relaxation(atoms, settings, route: ModelSCFRoute, steps: int) -> dict:
@@ -124,7 +125,7 @@ def relaxation(atoms, settings, route: ModelSCFRoute, steps: int) -> dict:
     optimizer = BFGS(atoms, logfile=None)
     optimizer.attach(observe)
     optimizer.run(fmax=0.02, steps=steps)
-    usual = gpaw_usual_path(path, settings)
+    usual = list(gpaw_usual_path(path, settings))
     each = reuse[:1] + [progress(f"relaxation step {step} model", route.evaluate(a))
                         for step, a in enumerate(path[1:], start=1)]
     variants = {"gpaw_usual": usual, "model_then_reuse": reuse, "model_every_step": each}

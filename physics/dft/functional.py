@@ -135,13 +135,17 @@ def gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int,
     return dft
 
 
-def kpoint_index(kpoints: np.ndarray, k: np.ndarray | None) -> int:
-    """Position of reduced k-point `k` (None: Γ, the first) among GPAW's `kpoints` (n_k, 3)."""
+def kpoint_index(kpoints: np.ndarray, k: np.ndarray | None,
+                 among: str = "GPAW's k-points; this is a bug") -> int:
+    """Position of reduced k-point `k` (None: Γ, the first) among GPAW's `kpoints` (n_k, 3).
+
+    Raises:
+        MLHError: "k-point K is not one of `among`"."""
     if k is None:
         return 0
     matches = np.flatnonzero(np.abs(kpoints - np.asarray(k)).max(axis=1) < 1e-9)
     if len(matches) != 1:
-        raise MLHError(f"k-point {k} is not one of GPAW's k-points; this is a bug")
+        raise MLHError(f"k-point {k} is not one of {among}")
     return int(matches[0])
 
 
@@ -158,7 +162,7 @@ class BaselineHamiltonian:
 
     def index(self, k: np.ndarray | None) -> int:
         """Position of reduced k-point `k` (None: Γ) among the k-points."""
-        return kpoint_index(self.kpoints, k)
+        return kpoint_index(self.kpoints, k, "GPAW's H0 k-points; this is a bug")
 
     def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
         """Dense H0(k) (eV) of one spin channel."""

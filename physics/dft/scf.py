@@ -102,7 +102,7 @@ class SCFResult:
         if self.hamiltonians is None:
             raise MLHError("this SCF result kept no Hamiltonians (keep_hamiltonians=False)")
         k = np.zeros(3) if k is None else np.asarray(k, float)
-        return self.hamiltonians[spin, kpoint_index(self.kpoints, k)]
+        return self.hamiltonians[spin, kpoint_index(self.kpoints, k, "this SCF's k-points")]
 
 
 def converge_scf(dft, start: str, forces: bool = True, keep_hamiltonians: bool = False,
@@ -217,13 +217,9 @@ def scf_for_record(
                    charge=charge, overlap_k=overlap_k, log=log)
 
 
-def _same_system(dft, atoms: Atoms) -> bool:
-    """Whether GPAW's `dft` can move to `atoms` (same species, cell and periodicity)."""
-    return _same_system_atoms(dft.atoms, atoms)
-
-
-def _same_system_atoms(old: Atoms, atoms: Atoms) -> bool:
-    """Whether `old` and `atoms` have the same species, cell and periodicity."""
+def _same_system(old: Atoms, atoms: Atoms) -> bool:
+    """Whether `old` and `atoms` have the same species, cell and periodicity (so GPAW's
+    state of `old` can move to `atoms`)."""
     return (len(old) == len(atoms) and np.array_equal(old.numbers, atoms.numbers)
             and np.array_equal(old.pbc, atoms.pbc)
             and np.allclose(old.cell.array, atoms.cell.array, rtol=0, atol=1e-12))
@@ -249,7 +245,7 @@ class _ModelError:
     H_skMM: np.ndarray
 
     def applies_to(self, atoms: Atoms, kpoints: np.ndarray) -> bool:
-        return (_same_system_atoms(self.atoms, atoms)
+        return (_same_system(self.atoms, atoms)
                 and np.array_equal(self.kpoints, kpoints))
 
 
@@ -315,7 +311,7 @@ class ModelSCFRoute:
         model_error, self._model_error = self._model_error, None
         atoms = atoms.copy()
         begin = time.perf_counter()
-        if previous is not None and _same_system(previous, atoms):
+        if previous is not None and _same_system(previous.atoms, atoms):
             _check_distances(atoms, source)
             dft = previous.move_atoms(atoms)
             result = converge_scf(dft, START_PREVIOUS, forces=forces,
@@ -328,6 +324,18 @@ class ModelSCFRoute:
         if self.later_start == START_PREVIOUS:
             self._dft = dft
         return result
+
+    def model_hamiltonians(self, record: HamiltonianRecord, kpts: tuple[int, int, int], dft,
+                           baseline: BaselineHamiltonian | None = None) -> np.ndarray:
+        """The model's H (eV; spin, k, M, M) at the k-points of GPAW's `dft` (grid `kpts`),
+        from its predicted record (`predicted_record`, wrapped as GPAW wraps the atoms); a
+        correction model's adds GPAW's H0 (`baseline`, read from `dft` when not given)."""
+        hamiltonian_k = record_inputs(record, self.settings, kpts)[2]
+        H = np.array([[hamiltonian_k(k, spin) for k in np.asarray(dft.ibzwfs.ibz.kpt_kc, float)]
+                      for spin in range(2 if self.settings.spinpol else 1)])
+        if self.correction:
+            H = H + (baseline or BaselineHamiltonian(dft)).H0_skMM
+        return H
 
     def _from_model(self, atoms: Atoms, source: str, model_error: _ModelError | None,
                     forces: bool) -> tuple[SCFResult, object, np.ndarray]:
@@ -343,15 +351,12 @@ class ModelSCFRoute:
         dft = gpaw_calculation(atoms, self.settings, kpts, self.charge, self.log)
         set_up = time.perf_counter()
         kpoints = np.asarray(dft.ibzwfs.ibz.kpt_kc, float)
-        hamiltonian_k, overlap_k = record_inputs(record, self.settings, kpts)[2:]
-        H_model = np.array([[hamiltonian_k(k, spin) for k in kpoints]
-                            for spin in range(2 if self.settings.spinpol else 1)])
-        if self.correction:
-            H_model = H_model + BaselineHamiltonian(dft).H0_skMM
+        H_model = self.model_hamiltonians(record, kpts, dft)
         start, H_start = START_HAMILTONIAN, H_model
         if model_error is not None and model_error.applies_to(atoms, kpoints):
             start, H_start = START_CORRECTED, H_model + model_error.H_skMM
-        install_density(dft, lambda k, spin: H_start[spin, kpoint_index(kpoints, k)], overlap_k)
+        install_density(dft, lambda k, spin: H_start[spin, kpoint_index(kpoints, k)],
+                        record_inputs(record, self.settings, kpts)[3])
         timings = {"setup": set_up - predicted,
                    "start": predicted - begin + time.perf_counter() - set_up}
         keep = self.later_start == START_CORRECTED
