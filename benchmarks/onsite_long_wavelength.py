@@ -4,7 +4,7 @@
         --config examples/sio2_gpaw.yaml --baseline      # the physics benchmark's host cells
     .venv/bin/python benchmarks/onsite_long_wavelength.py --model examples/models/sio2_correction \
         example_data/sio2_train/sio2_train-0010.nc out/test_records/hosts/*.nc \
-        --out benchmarks/results/onsite_long_wavelength_sio2.json
+        --energies --out benchmarks/results/onsite_long_wavelength_sio2.json
 
 Per atom a of each GPAW record, dv_a = <X_aa, S_aa> / <S_aa, S_aa> is the potential-shift
 part of an on-site block X (as in onsite_error_analysis.py): of the target dH = H - H0, of
@@ -14,59 +14,97 @@ constant per species plus the longest wave the cell allows along that axis (cos 
 after it say how much of the error is a slowly varying potential, which a model with a
 finite cutoff trained on short cells cannot represent. A second fit, on the Madelung
 potential of the SCF's Mulliken charges and the charge (per species), says whether that
-potential is electrostatic. Units: meV.
+potential is electrostatic. With --energies, the Kohn-Sham energy error of the model's H
+is compared with that of the model's H minus each fitted part of its error (the Madelung
+fit, the largest longest wave), applied as a slowly varying potential on on-site and pair
+blocks: an upper bound of what an exact long-range term could gain. Units: meV.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from onsite_error_analysis import madelung_potentials, onsite_shifts, scf_charges
+from physics_error_budget import dense_hamiltonian, evaluate
 
 from mlh.inference.prediction import predict_record
 from mlh.model.predictor import Predictor
+from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
 
 from _results import write_results
 
 
-def longest_wave_fit(error: np.ndarray, fractional: np.ndarray, numbers: np.ndarray) -> dict:
+def longest_wave_fit(error: np.ndarray, fractional: np.ndarray, numbers: np.ndarray
+                     ) -> tuple[dict, np.ndarray]:
     """Per axis: amplitude (meV) of the longest wave in a fit of `error` by a constant per
-    species plus that wave, and the spread (std) left after the fit."""
+    species plus that wave, and the spread (std) left after the fit; and the (3, n_atoms)
+    fitted waves (meV)."""
     species = [(numbers == z).astype(float) for z in np.unique(numbers)]
-    result = {}
+    result, waves = {}, np.zeros((3, len(error)))
     for axis in range(3):
         phase = 2 * np.pi * fractional[:, axis]
         design = np.column_stack([*species, np.cos(phase), np.sin(phase)])
         coefficients, *_ = np.linalg.lstsq(design, error, rcond=None)
         residual = error - design @ coefficients
+        waves[axis] = design[:, -2:] @ coefficients[-2:]
         result["abc"[axis]] = {"amplitude": float(np.hypot(*coefficients[-2:])),
                                "spread_left": float(residual.std())}
-    return result
+    return result, waves
 
 
 def electrostatic_fit(error: np.ndarray, madelung: np.ndarray, charges: np.ndarray,
-                      numbers: np.ndarray) -> dict:
+                      numbers: np.ndarray) -> tuple[dict, np.ndarray]:
     """Fit of `error` (meV) by a constant, a slope on the Madelung potential (V, Ewald sum of
     the SCF's Mulliken charges) and one on the charge (e), each per species: slopes (meV/V,
-    meV/e) and the spread left."""
+    meV/e) and the spread left, and the (n_atoms,) fitted values less each species' mean (meV)."""
+    species = np.unique(numbers)
     columns = []
-    for z in np.unique(numbers):
+    for z in species:
         mask = (numbers == z).astype(float)
         columns += [mask, mask * madelung, mask * charges]
     design = np.column_stack(columns)
     coefficients, *_ = np.linalg.lstsq(design, error, rcond=None)
-    slopes = {}
-    for k, z in enumerate(np.unique(numbers)):
-        slopes[str(int(z))] = {"per_volt": float(coefficients[3 * k + 1]),
-                               "per_charge": float(coefficients[3 * k + 2])}
-    return {"slopes": slopes, "spread_left": float((error - design @ coefficients).std())}
+    slopes = {str(int(z)): {"per_volt": float(coefficients[3 * k + 1]),
+                            "per_charge": float(coefficients[3 * k + 2])}
+              for k, z in enumerate(species)}
+    fitted = design @ coefficients
+    for z in species:  # the varying part: each species' mean is a constant a local model learns
+        fitted[numbers == z] -= fitted[numbers == z].mean()
+    fit = {"slopes": slopes, "spread_left": float((error - design @ coefficients).std())}
+    return fit, fitted
 
 
-def analyse(predictor: Predictor, path: Path) -> dict:
+def slow_potential_removed(record: HamiltonianRecord, potential: np.ndarray) -> HamiltonianRecord:
+    """`record` with H - v S for a potential v given per atom (meV): dv_a S_aa on-site and
+    (dv_i + dv_j) / 2 S_ij on pairs, a potential varying slowly across the cell."""
+    volts = 1e-3 * potential
+    onsite = np.repeat(volts, np.diff(record.onsite_value_offsets)) * record.S_onsite
+    pair_volts = 0.5 * (volts[record.pair_i] + volts[record.pair_j])
+    pairs = np.repeat(pair_volts, np.diff(record.pair_value_offsets)) * record.S_pair
+    return replace(record, H_onsite=record.H_onsite - onsite[None],
+                   H_pair=record.H_pair - pairs[None])
+
+
+def energy_errors(reference: HamiltonianRecord, predicted: HamiltonianRecord,
+                  removed: dict[str, np.ndarray]) -> dict:
+    """Kohn-Sham energy error (meV/atom, physics_error_budget.evaluate) of the model's H and
+    of the model's H with each fitted part of its error removed (`slow_potential_removed`;
+    name -> potential per atom, meV): what an exact long-range term could gain at most (the
+    fits are made on the error itself)."""
+    records = {"model": predicted} | {f"{name}_removed": slow_potential_removed(predicted, v)
+                                      for name, v in removed.items()}
+    per_atom = 1e3 / reference.n_atoms
+    return {name: per_atom * (evaluate(reference, dense_hamiltonian(record))[0]
+                              - reference.labels.energy)
+            for name, record in records.items()}
+
+
+def analyse(predictor: Predictor, path: Path, energies: bool) -> dict:
     """The dv spreads of target, model and error, and the longest-wave fits, of one record."""
     reference = read_record(path)
     if reference.H0_onsite is None:
@@ -78,6 +116,9 @@ def analyse(predictor: Predictor, path: Path) -> dict:
     fractional = (reference.positions @ np.linalg.inv(reference.cell)) % 1.0
     charges = scf_charges(reference)
     madelung = madelung_potentials(reference.positions, reference.cell, charges)
+    fit, electrostatic = electrostatic_fit(error, madelung, charges, reference.numbers)
+    error_waves, waves = longest_wave_fit(error, fractional, reference.numbers)
+    longest = int(np.argmax([found["amplitude"] for found in error_waves.values()]))
     return {
         "atoms": int(reference.n_atoms),
         "cell_lengths_angstrom": np.linalg.norm(reference.cell, axis=1).round(3).tolist(),
@@ -85,11 +126,15 @@ def analyse(predictor: Predictor, path: Path) -> dict:
         "model_dv_spread": float(model.std()),
         "error_dv_spread": float(error.std()),
         "error_dv_mae": float(np.abs(error - error.mean()).mean()),
-        "longest_wave_of_error": longest_wave_fit(error, fractional, reference.numbers),
-        "longest_wave_of_target": longest_wave_fit(target, fractional, reference.numbers),
-        "error_fit_on_madelung": electrostatic_fit(error, madelung, charges, reference.numbers),
+        "longest_wave_of_error": error_waves,
+        "longest_wave_of_target": longest_wave_fit(target, fractional, reference.numbers)[0],
+        "error_fit_on_madelung": fit,
         "longest_wave_of_madelung_potential": longest_wave_fit(1e3 * madelung, fractional,
-                                                               reference.numbers),
+                                                               reference.numbers)[0],
+        **({"kohn_sham_error_meV_per_atom": energy_errors(
+            reference, predicted, {"madelung_fit": electrostatic,
+                                   f"wave_along_{'abc'[longest]}": waves[longest]})}
+           if energies else {}),
     }
 
 
@@ -97,13 +142,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", type=Path, nargs="+", help="GPAW records with H0 (.nc)")
     parser.add_argument("--model", type=Path, required=True, help="correction model folder")
+    parser.add_argument("--energies", action="store_true", help="also the Kohn-Sham energy "
+                        "errors of the model's H with and without the electrostatic part")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     predictor = Predictor.load(args.model)
     result = {"machine": platform.platform(), "model": str(args.model), "records": {}}
     for path in args.records:
-        found = result["records"][str(path)] = analyse(predictor, path)
+        found = result["records"][str(path)] = analyse(predictor, path, args.energies)
         waves = ", ".join(f"{axis} {fit['amplitude']:.0f} ({fit['spread_left']:.0f} left)"
                           for axis, fit in found["longest_wave_of_error"].items())
         print(f"{path.stem}: {found['atoms']} atoms, target dv spread "
