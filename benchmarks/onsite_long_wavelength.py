@@ -3,7 +3,7 @@
     .venv/bin/mlh generate out/test_records/hosts.extxyz -o out/test_records/hosts \
         --config examples/sio2_gpaw.yaml --baseline      # the physics benchmark's host cells
     .venv/bin/python benchmarks/onsite_long_wavelength.py --model examples/models/sio2_correction \
-        example_data/sio2_train/sio2_train-0010.nc out/test_records/hosts/*.nc \
+        example_data/sio2_train/sio2_train-00{10,21}.nc out/test_records/hosts/*.nc \
         --energies --out benchmarks/results/onsite_long_wavelength_sio2.json
 
 Per atom a of each GPAW record, dv_a = <X_aa, S_aa> / <S_aa, S_aa> is the potential-shift
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("records", type=Path, nargs="+", help="GPAW records with H0 (.nc)")
     parser.add_argument("--model", type=Path, required=True, help="correction model folder")
     parser.add_argument("--energies", action="store_true", help="also the Kohn-Sham energy "
-                        "errors of the model's H with and without the electrostatic part")
+                        "errors of the model's H with and without the fitted parts")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
