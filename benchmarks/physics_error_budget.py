@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/physics_error_budget.py --model example_output/sio2_training/model \
         --config examples/sio2_model.yaml
 
-For each validation record of the training configuration (GPAW's H known), GPAW's Kohn-Sham
-functional is evaluated at the state of
+For each validation record of the training configuration (or each of --records; GPAW's H
+known), GPAW's Kohn-Sham functional is evaluated at the state of
 
   - GPAW's own H (the control: the SCF energy),
   - the model's H,
@@ -46,8 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model folder")
-    parser.add_argument("--config", type=Path, required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path,
                         help="the model's training YAML (its validation split is used)")
+    source.add_argument("--records", type=Path, nargs="+",
+                        help="GPAW records to use instead (e.g. cells larger than the training's)")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.5, 0.25, 0.1],
                         help="fractions f of the model's error to keep")
     parser.add_argument("--output", type=Path,
@@ -108,7 +111,7 @@ def record_budget(reference: HamiltonianRecord, predicted: HamiltonianRecord,
 
 def main() -> None:
     args = parse_args()
-    _, valid_files = split_files(load_config(args.config).data)
+    valid_files = args.records or split_files(load_config(args.config).data)[1]
     predictor = Predictor.load(args.model)
     summary: dict = {"model": str(args.model), "config": str(args.config), "records": {}}
     for path in valid_files:
