@@ -23,16 +23,12 @@ from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.reference import reference_record
 from mlh.gpaw.settings import load_settings
 from mlh.record.io import read_record, write_record
+from relax.drivers import parse_kpts
 
 from _results import write_results
 from correction_ab import evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def grid(text: str) -> tuple[int, int, int]:
-    """'1x1x2' -> (1, 1, 2)."""
-    return tuple(int(n) for n in text.split("x"))
 
 
 def main() -> None:
@@ -54,7 +50,7 @@ def main() -> None:
             cached = args.workdir / f"{path.stem}_k{name}.nc"
             if not cached.exists():
                 begin = time.perf_counter()
-                settings = load_settings(args.settings, kpts=grid(name))
+                settings = load_settings(args.settings, kpts=parse_kpts(name))
                 write_record(reference_record(atoms, settings), cached)
                 seconds[name] = round(time.perf_counter() - begin, 1)
             records[name] = read_record(cached)

@@ -73,9 +73,9 @@ def electrostatic_fit(error: np.ndarray, madelung: np.ndarray, charges: np.ndarr
                             "per_charge": float(coefficients[3 * k + 2])}
               for k, z in enumerate(species)}
     fitted = design @ coefficients
+    fit = {"slopes": slopes, "spread_left": float((error - fitted).std())}
     for z in species:  # the varying part: each species' mean is a constant a local model learns
         fitted[numbers == z] -= fitted[numbers == z].mean()
-    fit = {"slopes": slopes, "spread_left": float((error - design @ coefficients).std())}
     return fit, fitted
 
 

@@ -113,7 +113,8 @@ def main() -> None:
     args = parse_args()
     valid_files = args.records or split_files(load_config(args.config).data)[1]
     predictor = Predictor.load(args.model)
-    summary: dict = {"model": str(args.model), "config": str(args.config), "records": {}}
+    summary: dict = {"model": str(args.model),
+                     "config": None if args.config is None else str(args.config), "records": {}}
     for path in valid_files:
         reference = read_record(path)
         print(f"{path.name}: {reference.n_atoms} atoms", flush=True)
