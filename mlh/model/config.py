@@ -230,6 +230,12 @@ class TrainConfig(_Section):
     output: Path = Field(Path("model"), description="run folder: model, checkpoints, metrics log")
     seed: int = Field(0, description="seed of the parameter initialisation")
     n_epochs: int = Field(100, ge=1)
+    init_model: Path | None = Field(
+        None,
+        description="start from this trained model's parameters and scale-shift statistics "
+        "instead of a fresh initialisation (fine-tuning on new data); its model section and "
+        "species must equal this run's",
+    )
     valid_every: int = Field(1, ge=1, description="validate every this many epochs")
     checkpoint_every: int = Field(1, ge=1, description="checkpoint every this many epochs")
     data: DataConfig = DataConfig()
@@ -293,7 +299,9 @@ def _relative_to(config: TrainConfig, folder: Path) -> TrainConfig:
             "partition": partition,
         }
     )
-    return config.model_copy(update={"data": data, "output": resolve(config.output)})
+    init_model = None if config.init_model is None else resolve(config.init_model)
+    return config.model_copy(update={"data": data, "output": resolve(config.output),
+                                     "init_model": init_model})
 
 
 def _commented(model: BaseModel, indent: int = 0) -> list[str]:

@@ -30,6 +30,7 @@ from mlh.model.layouts import OutputLayouts
 from mlh.model.predictor import Predictor
 from mlh.model.scale_shift import read_scale_shift
 from mlh.model.targets import onsite_blocks, pair_blocks
+from mlh.record.basis import check_model_basis
 from mlh.record.io import record_files, record_provenance
 from mlh.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlh.train.data import Sample, collate, load_samples, stack_batches
@@ -103,6 +104,25 @@ def _scale_shift(config: TrainConfig, layouts: OutputLayouts, samples: Sequence[
             return stats
         log(f"{path} does not match this model's species or cutoff; fitting the statistics again")
     return fit_from_samples(samples, layouts, config.model.bond_centered.cutoff)
+
+
+def _start_model(config: TrainConfig, layouts: OutputLayouts) -> Predictor:
+    """The trained model `config.init_model`, checked against this run's model and data.
+
+    Raises:
+        MLHError: an unreadable model, model settings that differ from `config.model`, or
+            species or basis differing from the training records'.
+    """
+    path = config.init_model
+    start = Predictor.load(path)
+    if start.config != config.model:
+        raise MLHError(f"{path}: its model settings differ from the configuration's model section; "
+                       "fine-tuning needs the same architecture")
+    if start.layouts.numbers != layouts.numbers or start.layouts.ghosts != layouts.ghosts:
+        raise MLHError(f"{path}: species {start.layouts.species_names} differ from the training "
+                       f"records' {layouts.species_names}")
+    check_model_basis(layouts.basis, start.layouts.basis, np.asarray(layouts.numbers), str(path))
+    return start
 
 
 class _Steps:
@@ -262,6 +282,7 @@ def train(
     train_files, valid_files = split_files(data)
     layouts = dataset_layouts(train_files)
     config.model.check_output_degrees(layouts.onsite_degree, layouts.offsite_degree, "model.")
+    start = None if config.init_model is None else _start_model(config, layouts)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     with atomic_output(output / "config.yaml") as tmp:
@@ -279,7 +300,6 @@ def train(
         valid_samples = partitioned_samples(valid_files, layouts, config, log)
     unit = "structures" if data.partition is None else "slices"
     log(f"{len(train_samples)} training and {len(valid_samples)} validation {unit}")
-    stats = _scale_shift(config, layouts, train_samples, log)
     metadata = {
         "gpaw": merged_settings({str(path): record_provenance(path)
                                  for path in [*train_files, *valid_files]}),
@@ -291,7 +311,13 @@ def train(
                                                   for path in [*train_files, *valid_files]})
     if data.partition is not None:
         metadata["partition"] = data.partition.model_dump(mode="json", exclude={"folder"})
-    initial = Predictor.initialise(config.model, layouts, stats, config.seed)
+    if start is None:
+        stats = _scale_shift(config, layouts, train_samples, log)
+        initial = Predictor.initialise(config.model, layouts, stats, config.seed)
+    else:
+        initial = start
+        log(f"starting from {config.init_model} (its parameters and scale-shift statistics)")
+        metadata["init_model"] = start.provenance
     predictor = initial.with_params(initial.params, metadata)
     tables = predictor.tables()
     steps = _Steps(predictor, config, len(train_samples))

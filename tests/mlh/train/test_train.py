@@ -111,3 +111,19 @@ def test_overfits_one_structure_below_1_meV(tmp_path, water_files, gpaw_records)
     _, reference = gpaw_records("water")
     errors = matrix_element_errors(predict_record(predictor, reference), reference)
     assert float(errors["mae_all"]) < 1e-3
+
+
+def test_fine_tuning_starts_from_the_given_model(tmp_path, wse2_files):
+    first = train(tiny_config(tmp_path / "first", wse2_files, n_epochs=2), progress=False, log=lambda _: None)
+    model = tmp_path / "first" / "run" / "model"
+    tuned = train(tiny_config(tmp_path / "tuned", wse2_files, n_epochs=1, init_model=str(model),
+                              optimizer={"name": "adam", "lr": 1e-9}), progress=False, log=lambda _: None)
+    for a, b in zip(_leaves(first.params), _leaves(tuned.params)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_array_equal(first.stats.onsite_scale, tuned.stats.onsite_scale)
+    assert tuned.metadata["init_model"]["model_sha256"] == first.digest
+
+    other = {**TINY_MODEL, "mlp": {**TINY_MODEL["mlp"], "layer_widths": [8]}}
+    with pytest.raises(MLHError, match="model settings differ"):
+        train(tiny_config(tmp_path / "other", wse2_files, init_model=str(model), model=other),
+              progress=False, log=lambda _: None)
