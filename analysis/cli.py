@@ -22,6 +22,7 @@ from analysis.doping.cli import doping
 from analysis.transport.cli import transport
 from mlh.cli.app import Application, report_failures, reports_errors
 from mlh.errors import MLHError
+from mlh.grids import parse_grid
 
 app = Application(help="Electronic-structure analysis of Hamiltonian records (eV, Å).")
 
@@ -51,11 +52,7 @@ def _grid(kpts: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
 
     if kpts is None:
         return None, None
-    try:
-        size = tuple(int(n) for n in kpts.lower().split("x"))
-    except ValueError:
-        raise MLHError(f"--kpts {kpts!r} is not of the form 6x6x1") from None
-    return monkhorst_pack(size)
+    return monkhorst_pack(parse_grid(kpts, "--kpts"))
 
 
 @app.command()

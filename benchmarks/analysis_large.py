@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlh.grids import parse_grid
+
 from _results import write_results
 
 MODEL = Path(__file__).parents[1] / "examples" / "models" / "wse2_vacancies"
@@ -63,7 +65,7 @@ def _make_record(repeat: str, path: Path) -> dict:
     from mlh.model.predictor import Predictor
     from mlh.record.io import write_record
 
-    nx, ny = map(int, repeat.split("x"))
+    nx, ny = parse_grid(repeat, "repeat", lengths=(2,))
     atoms = wse2_with_vacancies(np.random.default_rng(5), repeat=(nx, ny),
                                 mean_vacancies=0.01 * nx * ny)
     start = time.perf_counter()

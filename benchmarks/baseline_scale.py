@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlh.grids import parse_grid
+
 from _results import write_results
 
 _CHILD = """
@@ -68,7 +70,7 @@ def main() -> None:
         if "seconds" in result["sizes"].get(repeat, {}):
             print(f"{repeat}: done")
             continue
-        nx, ny = map(int, repeat.split("x"))
+        nx, ny = parse_grid(repeat, "--repeats", lengths=(2,))
         try:
             child = subprocess.run([sys.executable, "-c", _CHILD, str(args.config), str(nx), str(ny)],
                                    capture_output=True, text=True, timeout=args.timeout, env=env)

@@ -20,6 +20,7 @@ from ase.io import write
 from mlh.gpaw.generate import generate
 from mlh.gpaw.settings import load_settings
 from mlh.gpaw.structures import quartz_with_vacancy, wse2_with_vacancies
+from mlh.grids import parse_grid
 from mlh.record.io import read_record
 
 from _results import write_results
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    kwargs = {} if args.repeat is None else {"repeat": tuple(map(int, args.repeat.split("x")))}
+    kwargs = {} if args.repeat is None else {"repeat": parse_grid(args.repeat, "--repeat", lengths=(2, 3))}
     rng = np.random.default_rng(args.seed)
     structures = args.out / f"{args.recipe}.extxyz"
     args.out.mkdir(parents=True, exist_ok=True)

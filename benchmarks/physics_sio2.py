@@ -45,6 +45,7 @@ from mlh.errors import MLHError
 from mlh.gpaw.reference import gpaw_parameters
 from mlh.gpaw.settings import GPAWSettings, load_settings
 from mlh.gpaw.structures import quartz_with_vacancy
+from mlh.grids import parse_grid
 from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
 from relax.optimize import relax
@@ -196,7 +197,7 @@ def main() -> None:
                      "rattle_angstrom": args.rattle, "host": platform.node(),
                      "cpu_count": os.cpu_count(), "cells": {}}
     for size in args.sizes:
-        repeat = tuple(int(n) for n in size.split("x"))
+        repeat = parse_grid(size, "--sizes")
         for kind, atoms in test_cells(repeat, args.seed, args.rattle).items():
             name = f"{size}_{kind}"
             write(workdir / f"{name}.extxyz", atoms)
@@ -235,7 +236,7 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
                          model_dir: Path) -> dict:
     """Relax host and defect with GPAW and each route; structures and formation energies
     (GPAW's files in `workdir`, the routes' in `model_dir`)."""
-    repeat = tuple(int(n) for n in args.relax_size.split("x"))
+    repeat = parse_grid(args.relax_size, "--relax-size")
     cells = test_cells(repeat, args.seed, args.rattle)
     oxygen = oxygen_reference(settings, workdir)["energy_per_atom"]
     runs: dict[str, dict[str, dict]] = {}

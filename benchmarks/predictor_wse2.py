@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlh.grids import parse_grid
 from mlh.inference.evaluation import evaluate_pairs
 from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
@@ -85,7 +86,7 @@ def main() -> None:
     pairs = [(p.stem, predict_record(predictor, read_record(p), str(p)), read_record(p)) for p in valid_files]
     metrics = evaluate_pairs(pairs, window=5.0)
 
-    nx, ny = map(int, args.large_repeat.split("x"))
+    nx, ny = parse_grid(args.large_repeat, "--large-repeat", lengths=(2,))
     large = subprocess.run(
         [sys.executable, "-c", _LARGE, str(config.output / "model"), str(nx), str(ny)],
         check=True, capture_output=True, text=True,

@@ -18,6 +18,7 @@ from typing import Protocol
 from ase import Atoms
 
 from mlh.errors import MLHError
+from mlh.grids import parse_grid
 
 __all__ = [
     "RelaxOptions", "parse_kpts", "read_frame", "add_calculator_arguments", "make_calculator",
@@ -40,13 +41,7 @@ def parse_kpts(text: str | None) -> tuple[int, int, int] | None:
     """"2x2x1" -> (2, 2, 1); None stays None (k-point density 2 / Å^-1)."""
     if text is None:
         return None
-    try:
-        kpts = tuple(int(n) for n in text.lower().split("x"))
-    except ValueError:
-        kpts = ()
-    if len(kpts) != 3 or min(kpts) < 1:
-        raise MLHError(f"--kpts must look like 2x2x1, got {text!r}")
-    return kpts  # type: ignore[return-value]
+    return parse_grid(text, "--kpts")  # type: ignore[return-value]
 
 
 def read_frame(path: str | Path) -> Atoms:

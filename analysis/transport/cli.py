@@ -20,6 +20,7 @@ import typer
 from analysis.cli_options import parse_interval
 from mlh.cli.app import reports_errors
 from mlh.errors import MLHError
+from mlh.grids import parse_grid
 
 
 def _floats(text: str, option: str) -> np.ndarray:
@@ -32,15 +33,10 @@ def _floats(text: str, option: str) -> np.ndarray:
 def _transverse_grid(kpts: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
     from mlh.record.kpoints import monkhorst_pack
 
-    try:
-        size = [int(n) for n in kpts.lower().split("x")]
-    except ValueError:
-        raise MLHError(f"--kpts {kpts!r} is not of the form 1x4x1") from None
-    if len(size) != 3 or min(size) < 1:
-        raise MLHError(f"--kpts {kpts!r} is not of the form 1x4x1")
+    size = parse_grid(kpts, "--kpts")
     if size[axis] != 1:
         raise MLHError(f"--kpts {kpts!r}: the transport axis {axis} must have 1 k-point")
-    return monkhorst_pack(tuple(size), time_reversal=True)
+    return monkhorst_pack(size, time_reversal=True)
 
 
 def _fermi_level(record, path: Path, given: float | None, kpoints: np.ndarray, weights: np.ndarray) -> float:

@@ -13,6 +13,7 @@ import typer
 from mlh.cli.app import app, report_failures
 from mlh.cli.app import reports_errors as _reports_errors
 from mlh.errors import MLHError
+from mlh.grids import parse_grid
 
 if TYPE_CHECKING:
     from mlh.gpaw.generate import Generation
@@ -163,10 +164,7 @@ def recipe(
     if rattle is not None:
         rates["rattle"] = _rate_range(rattle, "--rattle")
     if repeat is not None:
-        try:
-            kwargs["repeat"] = tuple(int(n) for n in repeat.lower().split("x"))
-        except ValueError:
-            raise MLHError(f"--repeat {repeat!r} is not of the form 3x2 or 2x2x1") from None
+        kwargs["repeat"] = parse_grid(repeat, "--repeat", lengths=(2, 3))
     rng = np.random.default_rng(seed)
     images = [builders[name](rng, **kwargs, **{k: rng.uniform(*r) for k, r in rates.items()})
               for _ in range(count)]

@@ -10,6 +10,7 @@ from ase import Atoms
 
 from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings, settings_from_provenance
+from mlh.grids import parse_grid
 from mlh.record.hamiltonian import HamiltonianRecord
 
 __all__ = [
@@ -60,14 +61,7 @@ def settings_from_record_provenance(provenance: dict[str, Any]) -> GPAWSettings:
 
 def record_scf_kpts(record: HamiltonianRecord) -> tuple[int, int, int]:
     """The record's SCF Monkhorst-Pack grid (provenance "scf_kpts", e.g. "3x3x1"); Γ if absent."""
-    text = str(record.provenance.get("scf_kpts", "1x1x1"))
-    try:
-        size = tuple(int(n) for n in text.split("x"))
-    except ValueError:
-        size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise MLHError(f"record provenance has a bad scf_kpts {text!r}")
-    return size  # type: ignore[return-value]
+    return parse_grid(record.provenance.get("scf_kpts", "1x1x1"), "record provenance scf_kpts")  # type: ignore[return-value]
 
 
 def record_atoms(record: HamiltonianRecord) -> Atoms:

@@ -104,6 +104,7 @@ def test_compare_reports_a_known_onsite_shift(gpaw_records, tmp_path):
         (["hole", "{garbage}"], ["garbage.nc"]),
         (["pdos", "{no_overlap}"], ["no_overlap.nc", "S_pair"]),
         (["hole", "{wse2}", "--route", "sparse", "--kpts", "3x3x1"], ["Γ only"]),
+        (["pdos", "{wse2}", "--kpts", "3x3"], ["--kpts '3x3' is not a grid like 2x2x1"]),
     ],
 )
 def test_bad_input_gives_one_message_and_no_output(wse2_file, tmp_path, args, fragments):
