@@ -3,11 +3,11 @@ larger records (issue 16's targets), side by side.
 
     .venv/bin/python benchmarks/model_accuracy.py --config examples/wse2_correction_model.yaml \
         --model old=OLD_MODEL --model new=examples/models/wse2_vacancies_correction \
-        --large example_data/wse2_6x3_h0 --out benchmarks/results/model_accuracy_wse2.json
+        --records large=example_data/wse2_6x3_h0 --out benchmarks/results/model_accuracy_wse2.json
 
 For each model: H MAE all / on-site / off-site / per species pair and eigenvalue MAE within
 E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluate_model`), on the
-configuration's validation split and on every record of --large (for example GPAW cells
+configuration's validation split and on every named set of --records (for example GPAW cells
 larger than any training cell). Units: meV.
 """
 
@@ -30,15 +30,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="training configuration (its validation split)")
     parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER of a model")
-    parser.add_argument("--large", type=Path, default=None, help="folder of larger GPAW records")
+    parser.add_argument("--records", action="append", default=[],
+                        help="NAME=PATH[,PATH...]: a set of GPAW records (folders or files) to evaluate on")
     parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     _, valid = split_files(load_config(args.config).data)
     sets = {"valid": {p.stem: read_record(p) for p in valid}}
-    if args.large:
-        sets["large"] = {p.stem: read_record(p) for p in record_files([args.large])}
+    for spec in args.records:
+        name, _, paths = spec.partition("=")
+        sets[name] = {p.stem: read_record(p) for p in record_files([Path(q) for q in paths.split(",")])}
     result = {"machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
               "config": str(args.config), "records": {name: list(records) for name, records in sets.items()},
               "models": {}}

@@ -17,7 +17,9 @@ potential of the SCF's Mulliken charges and the charge (per species), says wheth
 potential is electrostatic. With --energies, the Kohn-Sham energy error of the model's H
 is compared with that of the model's H minus each fitted part of its error (the Madelung
 fit, the largest longest wave), applied as a slowly varying potential on on-site and pair
-blocks: an upper bound of what an exact long-range term could gain. Units: meV.
+blocks: an upper bound of what an exact long-range term could gain. The best per-atom
+potential (a least-squares fit of u_a S_aa and (u_i + u_j) / 2 S_ij to the whole error, on-site
+and pairs) bounds what any potential-like term, local or long-range, could gain. Units: meV.
 """
 
 from __future__ import annotations
@@ -79,6 +81,47 @@ def electrostatic_fit(error: np.ndarray, madelung: np.ndarray, charges: np.ndarr
     return fit, fitted
 
 
+def pairs_in_layout(source: HamiltonianRecord, layout: HamiltonianRecord) -> np.ndarray:
+    """H_pair of `source` placed in the pair layout of `layout`: zero for pairs `source` does
+    not store; pairs `layout` does not store (a prediction's beyond the model's cutoff) left out."""
+    def keys(record):
+        return map(tuple, np.column_stack([record.pair_i, record.pair_j, record.pair_shift]).tolist())
+
+    where = {key: n for n, key in enumerate(keys(layout))}
+    values = np.zeros_like(layout.H_pair)
+    for n, key in enumerate(keys(source)):
+        m = where.get(key)
+        if m is None:
+            continue
+        values[:, layout.pair_value_offsets[m]:layout.pair_value_offsets[m + 1]] = \
+            source.H_pair[:, source.pair_value_offsets[n]:source.pair_value_offsets[n + 1]]
+    return values
+
+
+def best_atom_potential(error: HamiltonianRecord) -> np.ndarray:
+    """(n_atoms,) potential u (meV) whose u_a S_aa on-site and (u_i + u_j) / 2 S_ij on pairs
+    best fit (least squares over every stored value) the H of `error` (the model's H minus
+    GPAW's, in a record with S): the most any per-atom potential term, local or long-range,
+    could remove."""
+    record = error
+    from scipy.sparse import coo_matrix, vstack
+    from scipy.sparse.linalg import lsqr
+
+    onsite_atoms = np.repeat(np.arange(record.n_atoms), np.diff(record.onsite_value_offsets))
+    onsite = coo_matrix((record.S_onsite, (np.arange(len(onsite_atoms)), onsite_atoms)),
+                        shape=(len(onsite_atoms), record.n_atoms))
+    lengths = np.diff(record.pair_value_offsets)
+    rows = np.arange(lengths.sum())
+    half = 0.5 * record.S_pair
+    pairs = coo_matrix((np.concatenate([half, half]),
+                        (np.concatenate([rows, rows]),
+                         np.concatenate([np.repeat(record.pair_i, lengths), np.repeat(record.pair_j, lengths)]))),
+                       shape=(len(rows), record.n_atoms))
+    design = vstack([onsite, pairs]).tocsr()
+    values = 1e3 * np.concatenate([error.H_onsite[0], error.H_pair[0]])
+    return lsqr(design, values, atol=1e-10, btol=1e-10)[0]
+
+
 def slow_potential_removed(record: HamiltonianRecord, potential: np.ndarray) -> HamiltonianRecord:
     """`record` with H - v S for a potential v given per atom (meV): dv_a S_aa on-site and
     (dv_i + dv_j) / 2 S_ij on pairs, a potential varying slowly across the cell."""
@@ -119,6 +162,10 @@ def analyse(predictor: Predictor, path: Path, energies: bool) -> dict:
     fit, electrostatic = electrostatic_fit(error, madelung, charges, reference.numbers)
     error_waves, waves = longest_wave_fit(error, fractional, reference.numbers)
     longest = int(np.argmax([found["amplitude"] for found in error_waves.values()]))
+    difference = replace(predicted, H_onsite=predicted.H_onsite - reference.H_onsite,
+                         H_pair=predicted.H_pair - pairs_in_layout(reference, predicted))
+    potential = best_atom_potential(difference)
+    left = slow_potential_removed(difference, potential)
     return {
         "atoms": int(reference.n_atoms),
         "cell_lengths_angstrom": np.linalg.norm(reference.cell, axis=1).round(3).tolist(),
@@ -131,9 +178,18 @@ def analyse(predictor: Predictor, path: Path, energies: bool) -> dict:
         "error_fit_on_madelung": fit,
         "longest_wave_of_madelung_potential": longest_wave_fit(1e3 * madelung, fractional,
                                                                reference.numbers)[0],
+        "best_atom_potential": {
+            "spread": float(potential.std()),
+            "longest_wave": longest_wave_fit(potential, fractional, reference.numbers)[0],
+            "mean_abs_error_onsite_before_after": [1e3 * float(np.abs(a.H_onsite).mean())
+                                                   for a in (difference, left)],
+            "mean_abs_error_pairs_before_after": [1e3 * float(np.abs(a.H_pair).mean())
+                                                  for a in (difference, left)],
+        },
         **({"kohn_sham_error_meV_per_atom": energy_errors(
             reference, predicted, {"madelung_fit": electrostatic,
-                                   f"wave_along_{'abc'[longest]}": waves[longest]})}
+                                   f"wave_along_{'abc'[longest]}": waves[longest],
+                                   "best_atom_potential": potential})}
            if energies else {}),
     }
 
@@ -151,12 +207,16 @@ def main() -> None:
     result = {"machine": platform.platform(), "model": str(args.model), "records": {}}
     for path in args.records:
         found = result["records"][str(path)] = analyse(predictor, path, args.energies)
+        best = found["best_atom_potential"]
         waves = ", ".join(f"{axis} {fit['amplitude']:.0f} ({fit['spread_left']:.0f} left)"
                           for axis, fit in found["longest_wave_of_error"].items())
         print(f"{path.stem}: {found['atoms']} atoms, target dv spread "
               f"{found['target_dv_spread']:.0f}, error dv spread {found['error_dv_spread']:.0f}; "
               f"longest wave of the error per axis: {waves} meV; after a fit on the Madelung "
-              f"potential and charge {found['error_fit_on_madelung']['spread_left']:.0f} left",
+              f"potential and charge {found['error_fit_on_madelung']['spread_left']:.0f} left; "
+              f"best per-atom potential: spread {best['spread']:.0f}, mean |error| on-site "
+              "{:.2f} -> {:.2f}, pairs {:.3f} -> {:.3f}".format(
+                  *best["mean_abs_error_onsite_before_after"], *best["mean_abs_error_pairs_before_after"]),
               flush=True)
     write_results(result, args.out)
     print(f"written to {args.out}")
