@@ -1,10 +1,14 @@
 """How much of a model's on-site error is a potential varying slowly across the cell.
 
-    .venv/bin/mlh generate out/test_records/hosts.extxyz -o out/test_records/hosts \
-        --config examples/sio2_gpaw.yaml --baseline      # the physics benchmark's host cells
+    # the physics benchmark's test cells as GPAW records: benchmarks/long_cells_finetune.sh
     .venv/bin/python benchmarks/onsite_long_wavelength.py --model examples/models/sio2_correction \
-        example_data/sio2_train/sio2_train-00{10,21}.nc out/test_records/hosts/*.nc \
+        example_data/sio2_train/sio2_train-00{10,21}.nc \
+        example_data/sio2_train_more/sio2_train_more-000{0,1,2}.nc \
+        example_data/sio2_physics_test_cells/sio2_physics_test_cells-000{0,2,3,6}.nc \
         --energies --out benchmarks/results/onsite_long_wavelength_sio2.json
+
+(validation cells, cells the model was trained on, the 72-atom host and three 108/107-atom
+test cells of seeds 2026 and 2027.)
 
 Per atom a of each GPAW record, dv_a = <X_aa, S_aa> / <S_aa, S_aa> is the potential-shift
 part of an on-site block X (as in onsite_error_analysis.py): of the target dH = H - H0, of
