@@ -315,7 +315,7 @@ def train(
         stats = _scale_shift(config, layouts, train_samples, log)
         initial = Predictor.initialise(config.model, layouts, stats, config.seed)
     else:
-        initial = start
+        initial = Predictor(start.config, start.layouts, start.stats, start.params, {})  # a new model
         log(f"starting from {config.init_model} (its parameters and scale-shift statistics)")
         metadata["init_model"] = start.provenance
     predictor = initial.with_params(initial.params, metadata)
