@@ -22,8 +22,8 @@ from pathlib import Path
 from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.reference import reference_record
 from mlh.gpaw.settings import load_settings
+from mlh.grids import parse_grid
 from mlh.record.io import read_record, write_record
-from relax.drivers import parse_kpts
 
 from _results import write_results
 from correction_ab import evaluation
@@ -50,7 +50,7 @@ def main() -> None:
             cached = args.workdir / f"{path.stem}_k{name}.nc"
             if not cached.exists():
                 begin = time.perf_counter()
-                settings = load_settings(args.settings, kpts=parse_kpts(name))
+                settings = load_settings(args.settings, kpts=parse_grid(name, "--grids"))
                 write_record(reference_record(atoms, settings), cached)
                 seconds[name] = round(time.perf_counter() - begin, 1)
             records[name] = read_record(cached)

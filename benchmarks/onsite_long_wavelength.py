@@ -107,20 +107,20 @@ def best_atom_potential(error: HamiltonianRecord) -> np.ndarray:
     best fit (least squares over every stored value) the H of `error` (the model's H minus
     GPAW's, in a record with S): the most any per-atom potential term, local or long-range,
     could remove."""
-    record = error
     from scipy.sparse import coo_matrix, vstack
     from scipy.sparse.linalg import lsqr
 
-    onsite_atoms = np.repeat(np.arange(record.n_atoms), np.diff(record.onsite_value_offsets))
-    onsite = coo_matrix((record.S_onsite, (np.arange(len(onsite_atoms)), onsite_atoms)),
-                        shape=(len(onsite_atoms), record.n_atoms))
-    lengths = np.diff(record.pair_value_offsets)
+    n_atoms = error.n_atoms
+    onsite_atoms = np.repeat(np.arange(n_atoms), np.diff(error.onsite_value_offsets))
+    onsite = coo_matrix((error.S_onsite, (np.arange(len(onsite_atoms)), onsite_atoms)),
+                        shape=(len(onsite_atoms), n_atoms))
+    lengths = np.diff(error.pair_value_offsets)
     rows = np.arange(lengths.sum())
-    half = 0.5 * record.S_pair
+    half = 0.5 * error.S_pair
     pairs = coo_matrix((np.concatenate([half, half]),
                         (np.concatenate([rows, rows]),
-                         np.concatenate([np.repeat(record.pair_i, lengths), np.repeat(record.pair_j, lengths)]))),
-                       shape=(len(rows), record.n_atoms))
+                         np.concatenate([np.repeat(error.pair_i, lengths), np.repeat(error.pair_j, lengths)]))),
+                       shape=(len(rows), n_atoms))
     design = vstack([onsite, pairs]).tocsr()
     values = 1e3 * np.concatenate([error.H_onsite[0], error.H_pair[0]])
     return lsqr(design, values, atol=1e-10, btol=1e-10)[0]
