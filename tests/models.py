@@ -121,3 +121,17 @@ def direct_and_correction(record, seed: int = 3):
     correction = Predictor(config.model_copy(update={"target": "correction"}), layouts, direct.stats,
                            direct.params, metadata)
     return direct, correction
+
+
+def with_random_potential(predictor, seed: int = 5):
+    """The predictor with `atom_potential` switched on and a random potential readout (its
+    other parameters kept), so its potential levels are ~0.1 eV and differ between atoms."""
+    from mlh.model.predictor import Predictor
+
+    config = predictor.config.model_copy(update={"atom_potential": True})
+    shell = Predictor(config, predictor.layouts, predictor.stats, None, predictor.metadata)
+    template = jax.eval_shape(shell.model.init, jax.random.PRNGKey(0), *shell._init_inputs())
+    readout = random_params({"params": {"potential_readout": template["params"]["potential_readout"]}},
+                            seed)["params"]
+    params = {"params": {**predictor.params["params"], **readout}}
+    return shell.with_params(params)

@@ -23,6 +23,7 @@ from mlh.errors import MLHError
 from mlh.gpaw.reference import drop_negligible_pairs, ghost_mask
 from mlh.gpaw.settings import gpaw_settings_of
 from mlh.model.graph import MIN_DISTANCE, build_graph, check_min_distance, neighbour_pairs
+from mlh.model.atom_potential import add_to_values, value_atoms
 from mlh.model.kernel import far_vectors
 from mlh.model.predictor import Predictor
 from mlh.model.targets import onsite_blocks, pair_blocks
@@ -85,6 +86,7 @@ class _Runner:
         self.descriptors = jax.jit(kernel.descriptors)
         self.onsite = jax.jit(kernel.onsite)
         self.pairs = jax.jit(kernel.pairs)
+        self.potential = jax.jit(kernel.potential)
 
     def atom_descriptors(self, graph) -> np.ndarray:
         params = self.predictor.params
@@ -112,16 +114,29 @@ class _Runner:
             parts.append(np.asarray(out)[: len(atoms)])
         return np.concatenate(parts)
 
-    def onsite_irreps(self, descriptors: np.ndarray, species: np.ndarray) -> np.ndarray:
+    def _atom_chunks(self, descriptors: np.ndarray, species: np.ndarray):
+        """(atoms in the chunk, padded descriptors, padded species) per chunk of atoms."""
         chunk = self.options.atom_chunk
-        parts = []
         for first in range(0, len(species), chunk):
             d = descriptors[first : first + chunk]
             n = len(d)
             d = np.concatenate([d, np.zeros((chunk - n, *d.shape[1:]), d.dtype)])
             s = np.zeros(chunk, np.int32)
             s[:n] = species[first : first + n]
-            parts.append(np.asarray(self.onsite(self.predictor.params, self.tables, d, s))[:n])
+            yield n, d, s
+
+    def onsite_irreps(self, descriptors: np.ndarray, species: np.ndarray) -> np.ndarray:
+        params, tables = self.predictor.params, self.tables
+        parts = [np.asarray(self.onsite(params, tables, d, s))[:n]
+                 for n, d, s in self._atom_chunks(descriptors, species)]
+        return np.concatenate(parts).astype(np.float64)
+
+    def potential_levels(self, descriptors: np.ndarray, species: np.ndarray) -> np.ndarray | None:
+        """Potential levels (N,) in eV, or None for a model without them."""
+        if not self.predictor.config.atom_potential:
+            return None
+        parts = [np.asarray(self.potential(self.predictor.params, d))[:n]
+                 for n, d, _ in self._atom_chunks(descriptors, species)]
         return np.concatenate(parts).astype(np.float64)
 
     def pair_irreps(self, descriptors: np.ndarray, graph) -> np.ndarray:
@@ -166,14 +181,16 @@ def _runner(predictor: Predictor, options: InferenceOptions) -> _Runner:
 
 def predict_irreps(
     predictor: Predictor, graph, options: InferenceOptions = InferenceOptions()
-) -> tuple[np.ndarray, np.ndarray]:
-    """On-site irreps (N, 2, L, F) and pair irreps (B, 2, L, F) in eV of a graph (float64 copies)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """On-site irreps (N, 2, L, F), pair irreps (B, 2, L, F) and potential levels (N,) (None
+    without `atom_potential`; mlh.model.atom_potential) in eV of a graph (float64 copies)."""
     import jax
 
     with jax.default_device(_device(options.device)), jax.default_matmul_precision("highest"):
         runner = _runner(predictor, options)
         descriptors = runner.atom_descriptors(graph)
-        return runner.onsite_irreps(descriptors, graph.species), runner.pair_irreps(descriptors, graph)
+        return (runner.onsite_irreps(descriptors, graph.species), runner.pair_irreps(descriptors, graph),
+                runner.potential_levels(descriptors, graph.species))
 
 
 def _overlap(atoms: Atoms, predictor: Predictor, source: str):
@@ -260,6 +277,9 @@ def predict_record(
     Of the labels only the valence electron count is kept: from GPAW's setups for a
     structure, from the given record's labels for a record.
 
+    A model with `atom_potential` adds its potential term with the record's S on every
+    stored pair (mlh.model.atom_potential).
+
     A correction model (config target "correction") predicts dH; the record then holds
     H = H0 + dH and H0 itself: H0 from GPAW's initial density with the model's settings for
     a structure (`baseline_for`), the record's own H0 for a record.
@@ -301,7 +321,7 @@ def predict_record(
     graph = build_graph(
         species, base.positions, base.cell, base.pbc, predictor.atom_cutoff, predictor.bond_cutoff, source
     )
-    onsite, offsite = predict_irreps(predictor, graph, options)
+    onsite, offsite, potential = predict_irreps(predictor, graph, options)
 
     extra, position = _merge_pairs(base, graph)
     counts = base.orbital_counts
@@ -317,6 +337,9 @@ def predict_record(
     for bond, block in enumerate(pair_blocks(offsite, si, sj, layouts)):
         H_pair[offsets[position[bond]] : offsets[position[bond] + 1]] = block
     H_onsite = np.concatenate(onsite_blocks(onsite, graph.species, layouts))
+    if potential is not None:  # on every pair with S, also those beyond the bond cutoff
+        H_pair, H_onsite = add_to_values(H_pair, H_onsite, S_pair, base.S_onsite, potential,
+                                         value_atoms(pair_i, pair_j, counts))
     H0_pair = H0_onsite = None
     if correction:  # H = H0 + dH; pairs beyond the bond cutoff keep H0
         H0_pair = np.concatenate([base.H0_pair[0], new_values])

@@ -160,6 +160,12 @@ class ModelConfig(_Section):
         description="what the network predicts: hamiltonian (H itself) or correction (dH = H - H0, "
         "H0 the zeroth-step Hamiltonian; training records need H0: mlh generate --baseline)",
     )
+    atom_potential: bool = Field(
+        False,
+        description="add a learned potential level u_a (eV) per atom as u_a S_aa on-site and "
+        "(u_i + u_j) / 2 S_ij on pairs, so one number moves all of an atom's blocks together as "
+        "the self-consistent potential does (whole records only: needs S)",
+    )
 
     def check_output_degrees(self, onsite_degree: int, offsite_degree: int, prefix: str = "") -> None:
         """MLHError unless the readouts can reach the irreps degrees a basis needs (an
@@ -244,9 +250,12 @@ class TrainConfig(_Section):
     loss: LossConfig = LossConfig()
 
     @model_validator(mode="after")
-    def _gauge_needs_whole_records(self) -> TrainConfig:
+    def _overlap_needs_whole_records(self) -> TrainConfig:
         if self.loss.gauge_invariant and self.data.partition is not None:
             raise ValueError("loss.gauge_invariant needs the overlap of whole records; "
+                             "slices (data.partition) do not carry it")
+        if self.model.atom_potential and self.data.partition is not None:
+            raise ValueError("model.atom_potential needs the overlap of whole records; "
                              "slices (data.partition) do not carry it")
         return self
 

@@ -2,7 +2,8 @@
 and the band route share.
 
 `ModelKernel` wraps a predictor's flax model in pure functions of (params, tables, arrays):
-descriptors of centre atoms, on-site irreps, pair irreps, and the whole graph. Training
+descriptors of centre atoms, on-site irreps, pair irreps, per-atom potential levels (models
+with `atom_potential`), and the whole graph. Training
 (`mlh.train.loop`) calls the whole graph on padded batches; inference
 (`mlh.inference.prediction`) jit-compiles the three stages and runs them over chunks of
 atoms and bonds in float32; the band route (`physics.band.model_hamiltonian`) calls the whole
@@ -52,6 +53,11 @@ class ModelKernel:
         """On-site irreps (N, 2, L, F) in eV of atoms with these descriptors."""
         return self.model.apply(params, descriptors, species, tables, method=self.model.onsite)
 
+    def potential(self, params: Any, descriptors: Any) -> Any:
+        """Potential levels (N,) in eV of atoms with these descriptors (models with
+        config.atom_potential; mlh.model.atom_potential applies them)."""
+        return self.model.apply(params, descriptors, method=self.model.potential)
+
     def pairs(self, params: Any, tables: Any, descriptor_i: Any, descriptor_j: Any,
               species_i: Any, species_j: Any, vector: Any) -> Any:
         """Pair irreps (B, 2, L, F) in eV of bonds i -> j with vectors (B, 3) in Å."""
@@ -60,8 +66,9 @@ class ModelKernel:
 
     def graph(self, params: Any, tables: Any, species: Any, edge_center: Any,
               edge_neighbor: Any, edge_vector: Any, bond_i: Any, bond_j: Any,
-              bond_vector: Any) -> tuple[Any, Any]:
-        """On-site irreps (N, 2, L, F) and pair irreps (B, 2, L, F), eV, of a whole graph
-        (edges and bonds index its atoms; GearsH.__call__: the three stages above)."""
+              bond_vector: Any) -> tuple[Any, Any, Any]:
+        """On-site irreps (N, 2, L, F), pair irreps (B, 2, L, F) and potential levels (N,)
+        or None, eV, of a whole graph (edges and bonds index its atoms; GearsH.__call__: the
+        stages above)."""
         return self.model.apply(params, species, edge_center, edge_neighbor, edge_vector,
                                 bond_i, bond_j, bond_vector, tables)

@@ -8,8 +8,8 @@ into one padded graph (`Batch`): atom arrays padded to a multiple of `atoms_mult
 `edges_multiple`. Padding edges and bonds join the last padding atom to itself with
 a vector far beyond every cutoff, so they contribute exactly nothing, and the masks
 keep them (and unlabelled atoms) out of the loss. For the gauge-invariant loss
-(`LossConfig.gauge_invariant`) samples also carry S in the same irreps layout and batches
-the structure of each atom. Padded shapes come from a small set,
+(`LossConfig.gauge_invariant`) and the per-atom potential (`ModelConfig.atom_potential`)
+samples also carry S in the same irreps layout; batches give the structure of each atom. Padded shapes come from a small set,
 which bounds the number of compilations. `stack_batches` pads batches to one shape and
 stacks them, one per device.
 """

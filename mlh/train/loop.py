@@ -132,6 +132,7 @@ class _Steps:
         import jax
         import optax
 
+        from mlh.model.atom_potential import add_to_irreps
         from mlh.train.loss import irreps_loss
         from mlh.train.optim import make_optimizer
 
@@ -145,10 +146,14 @@ class _Steps:
         self.step_memory: dict[tuple, int] = {}
 
         def predict(params, batch, tables):
-            return kernel.graph(
+            onsite, offsite, potential = kernel.graph(
                 params, tables, batch.species, batch.edge_center, batch.edge_neighbor,
                 batch.edge_vector, batch.bond_i, batch.bond_j, batch.bond_vector,
             )
+            if potential is None:
+                return onsite, offsite
+            return add_to_irreps(onsite, offsite, potential, batch.onsite_overlap,
+                                 batch.offsite_overlap, batch.bond_i, batch.bond_j)
 
         def loss_fn(params, batch, tables):
             onsite, offsite = predict(params, batch, tables)
@@ -290,7 +295,8 @@ def train(
     atom_cutoff = config.model.atom_centered.radial_basis.cutoff
     bond_cutoff = config.model.bond_centered.cutoff
     if data.partition is None:
-        target, overlap = config.model.target, config.loss.gauge_invariant
+        target = config.model.target
+        overlap = config.loss.gauge_invariant or config.model.atom_potential
         train_samples = load_samples(train_files, layouts, atom_cutoff, bond_cutoff, target, overlap)
         valid_samples = load_samples(valid_files, layouts, atom_cutoff, bond_cutoff, target, overlap)
     else:

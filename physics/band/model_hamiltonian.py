@@ -315,8 +315,11 @@ class ModelHamiltonian:
     `apply(params, tables, positions, inputs)` returns the flat pair-group and on-site-group
     blocks (eV) for padded positions (N, 3) in Å (`HamiltonianTopology.padded_positions`
     of positions moved continuously from `topology.positions`) and `inputs` =
-    `topology.inputs`; `topology.record_blocks` turns them into H_pair, H_onsite of the
-    record layout. A pure jax.numpy function: jit it or compose it with other transforms.
+    `topology.inputs`, and the potential levels (N,) in eV of a model with `atom_potential`
+    (else None); `topology.record_blocks` turns the blocks into H_pair, H_onsite of the
+    record layout, to which the caller adds the potential term with S
+    (mlh.model.atom_potential). A pure jax.numpy function: jit it or compose it with other
+    transforms.
 
     Attributes:
         predictor: the model.
@@ -344,7 +347,7 @@ class ModelHamiltonian:
                     - positions[topology.edge_center])
             bond = (positions[topology.bond_j] + topology.bond_shift @ cell
                     - positions[topology.bond_i])
-            onsite, offsite = kernel.graph(
+            onsite, offsite, potential = kernel.graph(
                 params, tables, topology.species, topology.edge_center, topology.edge_neighbor,
                 far_vectors(edge, topology.edge_valid, jnp), topology.bond_i, topology.bond_j,
                 far_vectors(bond, topology.bond_valid, jnp))
@@ -354,6 +357,6 @@ class ModelHamiltonian:
                 [(onsite[g.items] @ g.matrix).ravel() for g in topology.onsite_groups])
             pair_flat = jnp.concatenate(
                 [(offsite[g.items] @ g.matrix).ravel() for g in topology.pair_groups])
-            return pair_flat, onsite_flat
+            return pair_flat, onsite_flat, potential
 
         self.apply = blocks

@@ -43,6 +43,8 @@ from mlh.model.graph import neighbour_pairs
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord, canonical_pair_mask
 from mlh.record.kpoints import monkhorst_pack
+from mlh.model.atom_potential import ValueAtoms, add_to_values, potential_values, value_atoms
+from mlh.model.atom_potential import populations as atom_populations
 from physics.band.model_hamiltonian import HamiltonianTopology, ModelHamiltonian, hamiltonian_topology
 from physics.band.overlap import OverlapTopology, overlap_blocks_jax, overlap_topology, overlap_trace
 from physics.band.repulsion import (
@@ -75,6 +77,8 @@ class EnergyTopology:
             positions given later are shifted by it, so they move continuously from the
             reference.
         n_electrons: valence electrons of the neutral structure (GPAW setups).
+        value_atoms: the atoms of every value of `record`'s layout, for the potential term
+            of a model with `atom_potential` (mlh.model.atom_potential); None otherwise.
     """
 
     hamiltonian: HamiltonianTopology
@@ -83,6 +87,7 @@ class EnergyTopology:
     record: HamiltonianRecord
     offset: np.ndarray
     n_electrons: float
+    value_atoms: ValueAtoms | None = None
 
     def internal_positions(self, positions: np.ndarray) -> np.ndarray:
         """Positions (Å) in the topology's frame (given positions + offset)."""
@@ -154,7 +159,9 @@ def energy_topology(
         repulsion=None if repulsion is None else repulsion_topology(
             repulsion, positions, cell, pbc, atoms.numbers, skin),
         record=record, offset=positions - atoms.positions,
-        n_electrons=float(tables.setups.nvalence))
+        n_electrons=float(tables.setups.nvalence),
+        value_atoms=value_atoms(pairs[0], pairs[1], gpaw_counts)
+        if predictor.config.atom_potential else None)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -213,10 +220,12 @@ class _Functions:
     def __init__(self, hamiltonian: ModelHamiltonian):
         apply = hamiltonian.apply
 
-        def band_trace(positions, params, tables, inputs, rho):
-            """Tr[rho H(R)] with rho constant (flat group layout, `flat_cotangent`)."""
-            pair, onsite = apply(params, tables, positions, inputs)
-            return jnp.dot(rho[0], pair) + jnp.dot(rho[1], onsite)
+        def band_trace(positions, params, tables, inputs, rho, populations):
+            """Tr[rho H_model(R)] with rho constant (flat group layout, `flat_cotangent`), plus
+            <populations, u(R)> for a model's potential levels u (S held fixed)."""
+            pair, onsite, potential = apply(params, tables, positions, inputs)
+            value = jnp.dot(rho[0], pair) + jnp.dot(rho[1], onsite)
+            return value if potential is None else value + jnp.dot(populations, potential)
 
         def local(positions, overlap, repulsion, repulsion_parameters):
             S = overlap_blocks_jax(positions, overlap)
@@ -319,6 +328,7 @@ class BandEnergyRoute:
         self.settings = gpaw_settings_of(predictor)
         self._tables: dict[tuple[int, ...], OverlapTables] = {}
         self._topology: EnergyTopology | None = None
+        self._potential_state: tuple | None = None  # topology, positions, u, S_pair, S_onsite
         self.topology_builds = 0
         with jax.enable_x64(True):
             self._repulsion_parameters = None if repulsion is None else (
@@ -364,19 +374,32 @@ class BandEnergyRoute:
         timings["topology"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        record, rep = self._blocks_at(topology, positions, source)
+        timings["hamiltonian"] = time.perf_counter() - start
+        return topology, record, rep
+
+    def _blocks_at(self, topology: EnergyTopology, positions: np.ndarray,
+                   source: str = "structure") -> tuple[HamiltonianRecord, float]:
+        """The record of H_model and S at internal `positions`, and E_rep (inside enable_x64)."""
         functions, hamiltonian, model = self._functions, self.hamiltonian, topology.hamiltonian
-        H_pair, H_onsite = model.record_blocks(*functions.hamiltonian(
+        pair, onsite, potential = functions.hamiltonian(
             hamiltonian.params, hamiltonian.tables, model.padded_positions(positions),
-            model.inputs))
+            model.inputs)
+        H_pair, H_onsite = model.record_blocks(pair, onsite)
         (S_pair, S_onsite), rep = functions.local(jnp.asarray(positions), topology.overlap,
                                                   topology.repulsion, self._repulsion_parameters)
+        S_pair, S_onsite = np.asarray(S_pair), np.asarray(S_onsite)
+        if potential is not None:
+            potential = np.asarray(potential)[:len(positions)]
+            H_pair, H_onsite = add_to_values(H_pair, H_onsite, S_pair, S_onsite, potential,
+                                             topology.value_atoms)
+            self._potential_state = (topology, positions.copy(), potential, S_pair, S_onsite)
         if not (np.isfinite(H_pair).all() and np.isfinite(H_onsite).all()):
             raise MLHError(f"{source}: the model predicted NaN or infinite Hamiltonian elements")
-        record = replace(topology.record, positions=positions, S_pair=np.asarray(S_pair),
-                         S_onsite=np.asarray(S_onsite), H_pair=H_pair[None],
+        record = replace(topology.record, positions=positions, S_pair=S_pair,
+                         S_onsite=S_onsite, H_pair=H_pair[None],
                          H_onsite=H_onsite[None])
-        timings["hamiltonian"] = time.perf_counter() - start
-        return topology, record, float(rep)
+        return record, float(rep)
 
     def predicted_record(self, atoms: Atoms, source: str = "structure") -> HamiltonianRecord:
         """The model's H (float64) and the exact (smooth) S of `atoms` as a record in the
@@ -384,13 +407,35 @@ class BandEnergyRoute:
         with jax.enable_x64(True):
             return self._blocks(atoms, source, {})[1]
 
+    def _potential_inputs(self, topology: EnergyTopology, positions: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Potential levels u (eV) and S (pair, on-site values) at `positions` (internal):
+        those of the last evaluation there, else computed now."""
+        state = self._potential_state
+        if state is None or state[0] is not topology or not np.array_equal(state[1], positions):
+            self._blocks_at(topology, positions)
+            state = self._potential_state
+        return state[2:]
+
     def _trace_gradient(self, topology: EnergyTopology, record: HamiltonianRecord,
                         rho: list[np.ndarray], W: list[np.ndarray]) -> np.ndarray:
-        """d/dR of Tr[rho H_model(R)] - Tr[W S(R)] + E_rep(R), rho and W constant (eV/Å)."""
+        """d/dR of Tr[rho H_model(R)] - Tr[W S(R)] + E_rep(R), rho and W constant (eV/Å).
+
+        With a potential term a * S (mlh.model.atom_potential) in H_model, its derivative
+        splits into <q, du/dR> with q the populations of rho (S fixed) and the S part,
+        Tr[(a rho) dS/dR], which joins -Tr[W dS/dR] as W - a rho.
+        """
         functions, hamiltonian, model = self._functions, self.hamiltonian, topology.hamiltonian
+        populations = np.zeros(len(model.inputs.species))
+        if topology.value_atoms is not None:
+            potential, S_pair, S_onsite = self._potential_inputs(topology, record.positions)
+            populations[:record.n_atoms] = atom_populations(
+                2.0 * rho[0], rho[1], S_pair, S_onsite, topology.value_atoms, record.n_atoms)
+            pair_level, onsite_level = potential_values(potential, topology.value_atoms)
+            W = [W[0] - pair_level * rho[0], W[1] - onsite_level * rho[1]]
         band = functions.hamiltonian_gradient(
             model.padded_positions(record.positions), hamiltonian.params,
-            hamiltonian.tables, model.inputs, model.flat_cotangent(*rho))
+            hamiltonian.tables, model.inputs, model.flat_cotangent(*rho), populations)
         local = functions.local_gradient(jnp.asarray(record.positions), topology.overlap,
                                          topology.repulsion, self._repulsion_parameters, W)
         return np.asarray(band)[:record.n_atoms] + np.asarray(local)

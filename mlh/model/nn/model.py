@@ -7,6 +7,8 @@ H_ji(-R) = H_ij(R)^T and symmetric on-site blocks hold exactly, whatever the ato
 order. Non-learned scale-shift of the even scalars (per species on-site; per species
 pair and distance off-site) comes from `OutputTables`, fitted by `mlh.model.scale_shift`.
 Pair outputs go smoothly to zero over the last `SWITCH_WIDTH` Å before the bond cutoff.
+With `config.atom_potential` the model also gives one invariant potential level u_a (eV) per
+atom from its even scalar features, which `mlh.model.atom_potential` applies through S.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from mlh.model.nn.descriptors import AtomCentredBodies, AtomCentredRefine, BondC
 from mlh.model.nn.layers import ResidualDense, smooth_switch
 from mlh.model.scale_shift import gaussian_basis
 
-__all__ = ["SWITCH_WIDTH", "OutputTables", "GearsH"]
+__all__ = ["SWITCH_WIDTH", "POTENTIAL_UNIT", "OutputTables", "GearsH"]
 
 SWITCH_WIDTH = 1.0
 """Width (Å) of the region below the bond cutoff where pair outputs switch off."""
+
+POTENTIAL_UNIT = 0.1
+"""Scale (eV) of the raw per-atom potential output; its readout starts at zero, so a new
+model with the potential predicts what one without it does."""
 
 
 class OutputTables(NamedTuple):
@@ -95,6 +101,8 @@ class GearsH(nn.Module):
             max_degree=int(round(self.offsite_shape[1] ** 0.5)) - 1,
             cartesian_order=False,
         )
+        if config.atom_potential:
+            self.potential_readout = nn.Dense(1, kernel_init=nn.initializers.zeros)
 
     def atom_descriptors(
         self,
@@ -123,9 +131,23 @@ class GearsH(nn.Module):
         bodies = self.bodies(center_species, neighbor_species, edge_center, edge_vector)
         return self.refine(bodies, edge_center, edge_neighbor, edge_vector)
 
+    def atom_features(self, descriptors: jnp.ndarray) -> jnp.ndarray:
+        """Features (N, 2, L, W) of atoms for their readouts (projection, residual block)."""
+        return self.dense(self.atom_projection(descriptors))
+
     def onsite(self, descriptors: jnp.ndarray, species: jnp.ndarray, tables: OutputTables) -> jnp.ndarray:
         """Symmetric on-site irreps (N, 2, L, F) in eV."""
-        x = self.onsite_readout(self.dense(self.atom_projection(descriptors)))
+        return self._onsite_irreps(self.atom_features(descriptors), species, tables)
+
+    def potential(self, descriptors: jnp.ndarray) -> jnp.ndarray:
+        """Potential level u (N,) in eV of atoms (models with config.atom_potential)."""
+        return self._potential(self.atom_features(descriptors))
+
+    def _potential(self, features: jnp.ndarray) -> jnp.ndarray:
+        return POTENTIAL_UNIT * self.potential_readout(features[:, 0, 0, :])[:, 0]
+
+    def _onsite_irreps(self, features: jnp.ndarray, species: jnp.ndarray, tables: OutputTables) -> jnp.ndarray:
+        x = self.onsite_readout(features)
         x = x.reshape(x.shape[0], -1)
         x = x * tables.onsite_scale[species] + tables.onsite_shift[species]
         x = 0.5 * (x + _transpose(x, tables.onsite_index[species], tables.onsite_sign[species]))
@@ -185,11 +207,14 @@ class GearsH(nn.Module):
         bond_j: jnp.ndarray,
         bond_vector: jnp.ndarray,
         tables: OutputTables,
-    ) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """On-site irreps (N, 2, L, F) and pair irreps (B, 2, L, F), eV, of one (batched) graph."""
+    ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray | None]:
+        """On-site irreps (N, 2, L, F), pair irreps (B, 2, L, F) and the potential levels
+        (N,) (None without config.atom_potential), eV, of one (batched) graph."""
         descriptors = self.atom_descriptors(species, edge_center, edge_neighbor, edge_vector)
-        onsite = self.onsite(descriptors, species, tables)
+        features = self.atom_features(descriptors)
+        onsite = self._onsite_irreps(features, species, tables)
         offsite = self.offsite(
             descriptors[bond_i], descriptors[bond_j], species[bond_i], species[bond_j], bond_vector, tables
         )
-        return onsite, offsite
+        potential = self._potential(features) if self.config.atom_potential else None
+        return onsite, offsite, potential

@@ -30,7 +30,7 @@ def _blocks(predictor, atoms, options=OPTIONS):
     graph = build_graph(
         species, atoms.positions, atoms.cell.array, atoms.pbc, predictor.atom_cutoff, predictor.bond_cutoff
     )
-    onsite, offsite = predict_irreps(predictor, graph, options)
+    onsite, offsite, _ = predict_irreps(predictor, graph, options)
     pairs = pair_blocks(offsite, species[graph.bond_i], species[graph.bond_j], layouts)
     keyed = {
         (int(i), int(j), tuple(map(int, s))): b.reshape(

@@ -138,7 +138,8 @@ class Gears:
 
     def __init__(self) -> None:
         self.layouts = LAYOUTS
-        self.predictor = Predictor(tiny_config(), LAYOUTS, neutral_scale_shift(LAYOUTS, BOND_CUTOFF), None, {})
+        config = tiny_config().model_copy(update={"atom_potential": True})
+        self.predictor = Predictor(config, LAYOUTS, neutral_scale_shift(LAYOUTS, BOND_CUTOFF), None, {})
         self.model: GearsH = self.predictor.model
         self.tables = self.predictor.tables()
         far = np.array([[1000.0, 0.0, 0.0]], np.float32)
@@ -177,8 +178,9 @@ class Gears:
 
     def predict(
         self, graphs: list[StructureGraph], params: Any, multiples: tuple[int, int] = SMALL
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(on-site irreps (N, 2, L, F), pair irreps (B, 2, L, F)) of each graph, one batch.
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(on-site irreps (N, 2, L, F), pair irreps (B, 2, L, F), potential levels (N,)) of
+        each graph, one batch.
 
         Graphs without any edge or bond are batched with a small filler structure, so that
         `collate` pads to the usual shapes (it pads empty lists to length 0).
@@ -186,7 +188,7 @@ class Gears:
         if sum(g.n_edges for g in graphs) == 0 or sum(g.n_bonds for g in graphs) == 0:
             return self.predict([*graphs, FILLER.graph()], params, multiples)[:-1]
         batch = self.batch(graphs, multiples)
-        onsite, offsite = self.apply(
+        onsite, offsite, potential = self.apply(
             params,
             batch.species,
             batch.edge_center,
@@ -197,13 +199,15 @@ class Gears:
             batch.bond_vector,
             self.tables,
         )
-        onsite, offsite = np.asarray(onsite), np.asarray(offsite)
+        onsite, offsite, potential = np.asarray(onsite), np.asarray(offsite), np.asarray(potential)
         out, atom, bond = [], 0, 0
         for g in graphs:
-            out.append((onsite[atom : atom + g.n_atoms], offsite[bond : bond + g.n_bonds]))
+            out.append((onsite[atom : atom + g.n_atoms], offsite[bond : bond + g.n_bonds],
+                        potential[atom : atom + g.n_atoms]))
             atom += g.n_atoms
             bond += g.n_bonds
         assert np.all(np.isfinite(onsite)) and np.all(np.isfinite(offsite))
+        assert np.all(np.isfinite(potential))
         return out
 
     def blocks(self, graph: StructureGraph, onsite: np.ndarray, offsite: np.ndarray):
@@ -251,10 +255,12 @@ def _check_transformed(gears, structure, params, orthogonal, positions, cell) ->
     g1 = structure.moved(positions, cell).graph()
     if structure.pbc.any():  # pairs of an atom with its own images are exercised
         assert np.any((g0.bond_i == g0.bond_j) & g0.bond_shift.any(axis=1))
-    (on0, off0), (on1, off1) = gears.predict([g0], params)[0], gears.predict([g1], params)[0]
+    (on0, off0, u0), (on1, off1, u1) = gears.predict([g0], params)[0], gears.predict([g1], params)[0]
     blocks0, pairs0 = gears.blocks(g0, on0, off0)
     blocks1, pairs1 = gears.blocks(g1, on1, off1)
     atol = tolerance(blocks0, pairs0.values())
+    assert np.abs(u0).max() > 1e-3
+    np.testing.assert_allclose(u1, u0, rtol=0, atol=atol, err_msg="potential levels are invariant")
     d = orthogonal
     for atom, (h0, h1) in enumerate(zip(blocks0, blocks1)):
         a = int(structure.species[atom])
@@ -338,10 +344,11 @@ def test_permutation_equivariance(gears, seed, model_seed, n_atoms, kind):
     new_index = np.argsort(order)  # p(old i)
     permuted = Structure(structure.species[order], structure.positions[order], structure.cell, structure.pbc)
     g0, g1 = structure.graph(), permuted.graph()
-    (on0, off0), (on1, off1) = gears.predict([g0], params)[0], gears.predict([g1], params)[0]
+    (on0, off0, u0), (on1, off1, u1) = gears.predict([g0], params)[0], gears.predict([g1], params)[0]
     blocks0, pairs0 = gears.blocks(g0, on0, off0)
     blocks1, pairs1 = gears.blocks(g1, on1, off1)
     atol = tolerance(blocks0, pairs0.values())
+    np.testing.assert_allclose(u1[new_index], u0, rtol=0, atol=atol)
     for atom in range(n_atoms):
         np.testing.assert_allclose(blocks1[new_index[atom]], blocks0[atom], rtol=0, atol=atol)
     assert len(pairs0) == len(pairs1)
@@ -398,7 +405,7 @@ def test_reverse_pair_is_transpose_and_onsite_symmetric(gears, seed, model_seed,
         np.testing.assert_allclose(hji, hij.T, rtol=0, atol=1e-6, err_msg=f"pair {n}")
 
     # the full model gives the same pair irreps as GearsH.offsite, and symmetric on-site blocks
-    onsite, offsite = gears.predict([graph], params)[0]
+    onsite, offsite, _ = gears.predict([graph], params)[0]
     np.testing.assert_allclose(offsite, forward[:n_bonds], rtol=0, atol=tolerance(offsite))
     for atom, block in enumerate(onsite_blocks(onsite, graph.species, LAYOUTS)):
         n = counts[graph.species[atom]]
@@ -419,15 +426,16 @@ def test_padding_and_batching_do_not_change_predictions(
     params = gears.params(model_seed)
     graph = random_structure(seed, n_atoms, kind).graph()
     other = random_structure(other_seed, 8, other_kind).graph()
-    alone_on, alone_off = gears.predict([graph], params, SMALL)[0]
+    alone_on, alone_off, alone_u = gears.predict([graph], params, SMALL)[0]
     variants = [
         gears.predict([graph], params, LARGE)[0],
         gears.predict([other, graph], params, LARGE)[1],
         gears.predict([graph, other], params, LARGE)[0],
     ]
     atol = tolerance(alone_on, alone_off)
-    for on, off in variants:
+    for on, off, u in variants:
         np.testing.assert_allclose(on, alone_on, rtol=0, atol=atol)
+        np.testing.assert_allclose(u, alone_u, rtol=0, atol=atol)
         np.testing.assert_allclose(off, alone_off, rtol=0, atol=atol)
 
 
@@ -448,11 +456,12 @@ def test_far_atom_changes_nothing(gears, seed, model_seed, n_atoms):
     species = np.insert(structure.species, k, rng.integers(0, LAYOUTS.n_species)).astype(np.int32)
     bigger = Structure(species, positions, structure.cell, structure.pbc)
     g0, g1 = structure.graph(), bigger.graph()
-    (on0, off0), (on1, off1) = gears.predict([g0], params)[0], gears.predict([g1], params)[0]
+    (on0, off0, u0), (on1, off1, u1) = gears.predict([g0], params)[0], gears.predict([g1], params)[0]
     old = np.arange(n_atoms)
     new = old + (old >= k)  # index in the bigger structure
     atol = tolerance(on0, off0)
     np.testing.assert_allclose(on1[new], on0, rtol=0, atol=atol)
+    np.testing.assert_allclose(u1[new], u0, rtol=0, atol=atol)
     assert g1.n_bonds == g0.n_bonds
     np.testing.assert_array_equal(g1.bond_i, new[g0.bond_i])
     np.testing.assert_array_equal(g1.bond_j, new[g0.bond_j])
@@ -489,7 +498,7 @@ def predicted_record(structure: Structure, graph: StructureGraph, onsite, offsit
 def test_assembled_gamma_hamiltonian_is_exactly_symmetric(gears, seed, model_seed, n_atoms, kind):
     structure = random_structure(seed, n_atoms, kind)
     graph = structure.graph()
-    onsite, offsite = gears.predict([graph], gears.params(model_seed))[0]
+    onsite, offsite, _ = gears.predict([graph], gears.params(model_seed))[0]
     record = predicted_record(structure, graph, onsite, offsite)
     h = record.hamiltonian_k(None).toarray()
     assert np.abs(h).max() > 0.1
@@ -514,14 +523,14 @@ def test_pair_vanishes_at_bond_cutoff(gears, model_seed, rotation_seed, species,
     pair = Structure(np.array(species, np.int32), positions, np.eye(3) * 30.0, np.zeros(3, bool))
     graph = pair.graph()
     assert graph.n_bonds == 1 and graph.n_edges == 0
-    onsite, offsite = gears.predict([graph], params)[0]
+    onsite, offsite, _ = gears.predict([graph], params)[0]
     assert np.abs(offsite).max() < 1e-4
     # well inside the switching region the pair prediction is not small
     inner = pair.moved(np.array([np.zeros(3), (BOND_CUTOFF - 2.0 * SWITCH_WIDTH) * direction]))
-    _, inner_offsite = gears.predict([inner.graph()], params)[0]
+    _, inner_offsite, _ = gears.predict([inner.graph()], params)[0]
     assert np.abs(inner_offsite).max() > 1e-2
     # the on-site blocks of two atoms beyond the atom cutoff are those of isolated atoms
     for atom in range(2):
         alone = Structure(pair.species[atom : atom + 1], positions[atom : atom + 1], pair.cell, pair.pbc)
-        single_on, _ = gears.predict([alone.graph()], params)[0]
+        single_on, _, _ = gears.predict([alone.graph()], params)[0]
         np.testing.assert_allclose(onsite[atom], single_on[0], rtol=0, atol=tolerance(single_on))

@@ -88,7 +88,7 @@ class Model:
     def predict(self, sample) -> tuple[np.ndarray, np.ndarray]:
         """On-site (N, 2, L, F) and pair (B, 2, L, F) irreps of one sample (eV)."""
         batch = collate([sample], *PAD)
-        onsite, offsite = self.apply(
+        onsite, offsite, _ = self.apply(
             self.predictor.params, batch.species, batch.edge_center, batch.edge_neighbor, batch.edge_vector,
             batch.bond_i, batch.bond_j, batch.bond_vector, self.tables,
         )

@@ -10,7 +10,7 @@ from mlh.errors import MLHError
 from mlh.inference.metrics import matrix_element_errors
 from mlh.inference.prediction import predict_record
 from mlh.model.config import TrainConfig
-from mlh.record.io import write_record
+from mlh.record.io import read_record, write_record
 from mlh.train.loop import train
 from tests.models import TINY_MODEL
 
@@ -84,6 +84,24 @@ def test_gauge_invariant_loss_trains(tmp_path, wse2_files):
     train(config, progress=False, log=lambda _: None)
     losses = [float(row["train_loss"]) for row in _history(config.output)]
     assert len(losses) == 4 and losses[-1] < 0.75 * losses[0]
+
+
+def test_atom_potential_trains_and_inference_applies_it_as_training_does(tmp_path, wse2_files):
+    """The potential readout starts at zero and learns; predict_record's H (term added with
+    the record's S values) has the on-site error training measured (term added in irreps)."""
+    config = tiny_config(tmp_path, wse2_files, model={**TINY_MODEL, "atom_potential": True},
+                         optimizer={"name": "adam", "lr": 0.005})
+    model = train(config, progress=False, log=lambda _: None)
+    losses = [float(row["train_loss"]) for row in _history(config.output)]
+    assert losses[-1] < 0.75 * losses[0]
+    assert np.abs(model.params["params"]["potential_readout"]["kernel"]).max() > 0
+    record = read_record(wse2_files[0])
+    errors = matrix_element_errors(predict_record(model, record), record)
+    assert 1000 * float(errors["mae_onsite"]) == pytest.approx(
+        model.metadata["best"]["mae_onsite_meV"], rel=1e-4)
+    with pytest.raises(ValueError, match="atom_potential needs the overlap of whole records"):
+        tiny_config(tmp_path, wse2_files, model={**TINY_MODEL, "atom_potential": True},
+                    data={"partition": {"thickness": 4.0}})
 
 
 @pytest.mark.slow

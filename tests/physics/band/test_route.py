@@ -18,6 +18,7 @@ from mlh.inference.prediction import predict_record
 from mlh.model.predictor import Predictor
 from physics.band.repulsion import Repulsion
 from physics.band.route import BandEnergyRoute
+from tests.models import with_random_potential
 from tests.structures import WSE2_MODEL as MODEL
 from tests.structures import rotate_structure, wse2_primitive
 
@@ -137,3 +138,29 @@ def test_fit_repulsion_to_a_gpaw_record(predictor, gpaw_records):
     route = BandEnergyRoute(predictor, repulsion=repulsion, kpts=(3, 3, 1))
     result = route.evaluate(record_atoms(record))
     assert result.free_energy == pytest.approx(record.labels.free_energy, abs=0.05)
+
+
+def test_potential_model_hamiltonian_and_forces(predictor):
+    """A model with per-atom potential levels (mlh.model.atom_potential): the route's H equals
+    predict_record's (JAX S against GPAW's two-centre S) and its forces, through the levels
+    and through S, equal -dE/dR by finite differences."""
+    potential_model = with_random_potential(predictor)
+    route = BandEnergyRoute(potential_model, repulsion=repulsion(), kpts=(2, 2, 1))
+    atoms = structure()
+    plain = BandEnergyRoute(predictor, kpts=(2, 2, 1)).predicted_record(atoms)
+    mine = route.predicted_record(atoms)
+    predicted = predict_record(potential_model, atoms)
+    assert np.abs(mine.H_onsite - plain.H_onsite).max() > 0.01  # the term is not negligible
+    scale = np.abs(predicted.H_onsite).max()
+    np.testing.assert_allclose(mine.H_onsite[0], predicted.H_onsite[0], rtol=0, atol=2e-6 * scale)
+    result = route.evaluate(atoms)
+
+    def energy(atom, axis, step):
+        moved = atoms.copy()
+        moved.positions[atom, axis] += step
+        return route.evaluate(moved, forces=False).free_energy
+
+    for atom, axis in [(0, 0), (1, 2), (2, 1)]:
+        central = [-(energy(atom, axis, h) - energy(atom, axis, -h)) / (2 * h) for h in STEPS]
+        richardson = (4 * central[1] - central[0]) / 3
+        assert result.forces[atom, axis] == pytest.approx(richardson, abs=FORCE_TOLERANCE)

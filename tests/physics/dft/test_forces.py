@@ -1,7 +1,8 @@
 """The dft route's forces are exactly -dA_KS/dR: GPAW's forces plus the response term of a
 non-self-consistent density (physics.dft.forces), checked by central finite differences
 with Richardson extrapolation on a rattled WSe2 cell with the bundled direct model and the
-bundled correction model (H = H0 + dH, GPAW's H0 differentiated too); its energy is
+bundled correction model (H = H0 + dH, GPAW's H0 differentiated too; also with per-atom
+potential levels); its energy is
 invariant and its forces rotate with the structure (hypothesis)."""
 
 
@@ -13,6 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from mlh.model.predictor import Predictor
 from relax.calculator import MLHCalculator
+from tests.models import with_random_potential
 from tests.structures import WSE2_CORRECTION_MODEL, rotate_structure, wse2_primitive
 from tests.structures import WSE2_MODEL as MODEL
 
@@ -88,6 +90,23 @@ def test_correction_model_forces_are_minus_the_gradient(correction_calculator,
         h = 0.0025
         difference = -(free_energy(atom, axis, h) - free_energy(atom, axis, -h)) / (2 * h)
         assert forces[atom, axis] == pytest.approx(difference, abs=1e-3)
+
+
+def test_potential_correction_model_forces_are_minus_the_gradient():
+    """A correction model with per-atom potential levels (mlh.model.atom_potential): the
+    response also runs through the levels and through S in the term u S."""
+    model = with_random_potential(Predictor.load(WSE2_CORRECTION_MODEL))
+    calculator = MLHCalculator(model, route="dft", kpts=(2, 2, 1), skin=1.0)
+    atoms = wse2_primitive(rattle=0.08, seed=5)
+    forces = calculator.get_forces(atoms)
+
+    def free_energy(step: float) -> float:
+        moved = atoms.copy()
+        moved.positions[1, 2] += step
+        return calculator.get_potential_energy(moved, force_consistent=True)
+
+    h = 0.0025
+    assert forces[1, 2] == pytest.approx(-(free_energy(h) - free_energy(-h)) / (2 * h), abs=1e-3)
 
 
 def test_atoms_crossing_the_cell_boundary(predictor):
