@@ -23,7 +23,9 @@ is compared with that of the model's H minus each fitted part of its error (the 
 fit, the largest longest wave), applied as a slowly varying potential on on-site and pair
 blocks: an upper bound of what an exact long-range term could gain. The best per-atom
 potential (a least-squares fit of u_a S_aa and (u_i + u_j) / 2 S_ij to the whole error, on-site
-and pairs) bounds what any potential-like term, local or long-range, could gain. Units: meV.
+and pairs) bounds what any potential-like term, local or long-range, could gain; the best
+shell potential (one level per radial function of each atom, (u_mu + u_nu) / 2 S_mu,nu) what a
+shell-resolved one could. Units: meV.
 """
 
 from __future__ import annotations
@@ -102,49 +104,77 @@ def pairs_in_layout(source: HamiltonianRecord, layout: HamiltonianRecord) -> np.
     return values
 
 
-def best_atom_potential(error: HamiltonianRecord) -> np.ndarray:
-    """(n_atoms,) potential u (meV) whose u_a S_aa on-site and (u_i + u_j) / 2 S_ij on pairs
-    best fit (least squares over every stored value) the H of `error` (the model's H minus
-    GPAW's, in a record with S): the most any per-atom potential term, local or long-range,
-    could remove."""
-    from scipy.sparse import coo_matrix, vstack
+def value_orbitals(record: HamiltonianRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column orbital (global index) of every stored value, on-site values first,
+    then pair values (the order of `np.concatenate([H_onsite, H_pair])`)."""
+    offsets, counts = record.orbital_offsets, record.orbital_counts
+    onsite_atom = np.repeat(np.arange(record.n_atoms), counts**2)
+    onsite_local = np.arange(len(onsite_atom)) - np.repeat(record.onsite_value_offsets[:-1], counts**2)
+    sizes = np.diff(record.pair_value_offsets)
+    pair_i, pair_j = np.repeat(record.pair_i, sizes), np.repeat(record.pair_j, sizes)
+    pair_local = np.arange(sizes.sum()) - np.repeat(record.pair_value_offsets[:-1], sizes)
+    rows = np.concatenate([offsets[onsite_atom] + onsite_local // counts[onsite_atom],
+                           offsets[pair_i] + pair_local // counts[pair_j]])
+    cols = np.concatenate([offsets[onsite_atom] + onsite_local % counts[onsite_atom],
+                           offsets[pair_j] + pair_local % counts[pair_j]])
+    return rows, cols
+
+
+def orbital_atoms(record: HamiltonianRecord) -> np.ndarray:
+    """The atom of every orbital: one potential level per atom."""
+    return np.repeat(np.arange(record.n_atoms), record.orbital_counts)
+
+
+def orbital_shells(record: HamiltonianRecord) -> np.ndarray:
+    """A level per radial function of every atom (its s, p, d shells apart), per orbital."""
+    levels, first = [], 0
+    for number in record.numbers:
+        ls = record.basis.for_number(int(number)).ls
+        levels.append(first + np.repeat(np.arange(len(ls)), [2 * l + 1 for l in ls]))
+        first += len(ls)
+    return np.concatenate(levels)
+
+
+def best_levels(error: HamiltonianRecord, orbital_level: np.ndarray) -> np.ndarray:
+    """Potential levels u (meV) whose term (u_level(mu) + u_level(nu)) / 2 S_mu,nu best fits
+    (least squares over every stored value) the H of `error` (the model's H minus GPAW's, in
+    a record with S). With one level per atom (`orbital_atoms`) this is u_a S_aa on-site and
+    (u_i + u_j) / 2 S_ij on pairs: the most any per-atom potential term, local or long-range,
+    could remove; with one per shell (`orbital_shells`), the most a shell-resolved one could."""
+    from scipy.sparse import coo_matrix
     from scipy.sparse.linalg import lsqr
 
-    n_atoms = error.n_atoms
-    onsite_atoms = np.repeat(np.arange(n_atoms), np.diff(error.onsite_value_offsets))
-    onsite = coo_matrix((error.S_onsite, (np.arange(len(onsite_atoms)), onsite_atoms)),
-                        shape=(len(onsite_atoms), n_atoms))
-    lengths = np.diff(error.pair_value_offsets)
-    rows = np.arange(lengths.sum())
-    half = 0.5 * error.S_pair
-    pairs = coo_matrix((np.concatenate([half, half]),
-                        (np.concatenate([rows, rows]),
-                         np.concatenate([np.repeat(error.pair_i, lengths), np.repeat(error.pair_j, lengths)]))),
-                       shape=(len(rows), n_atoms))
-    design = vstack([onsite, pairs]).tocsr()
+    rows, cols = value_orbitals(error)
+    half = 0.5 * np.concatenate([error.S_onsite, error.S_pair])
+    index = np.arange(len(rows))
+    design = coo_matrix((np.concatenate([half, half]),
+                         (np.concatenate([index, index]),
+                          np.concatenate([orbital_level[rows], orbital_level[cols]]))),
+                        shape=(len(rows), int(orbital_level.max()) + 1)).tocsr()
     values = 1e3 * np.concatenate([error.H_onsite[0], error.H_pair[0]])
     return lsqr(design, values, atol=1e-10, btol=1e-10)[0]
 
 
-def slow_potential_removed(record: HamiltonianRecord, potential: np.ndarray) -> HamiltonianRecord:
-    """`record` with H - v S for a potential v given per atom (meV): dv_a S_aa on-site and
-    (dv_i + dv_j) / 2 S_ij on pairs, a potential varying slowly across the cell."""
-    volts = 1e-3 * potential
-    onsite = np.repeat(volts, np.diff(record.onsite_value_offsets)) * record.S_onsite
-    pair_volts = 0.5 * (volts[record.pair_i] + volts[record.pair_j])
-    pairs = np.repeat(pair_volts, np.diff(record.pair_value_offsets)) * record.S_pair
-    return replace(record, H_onsite=record.H_onsite - onsite[None],
-                   H_pair=record.H_pair - pairs[None])
+def levels_removed(record: HamiltonianRecord, levels: np.ndarray, orbital_level: np.ndarray
+                   ) -> HamiltonianRecord:
+    """`record` with H - (u_level(mu) + u_level(nu)) / 2 S_mu,nu for levels u (meV)."""
+    rows, cols = value_orbitals(record)
+    volts = 1e-3 * levels
+    term = 0.5 * (volts[orbital_level[rows]] + volts[orbital_level[cols]]) * np.concatenate(
+        [record.S_onsite, record.S_pair])
+    n_onsite = record.n_onsite_values
+    return replace(record, H_onsite=record.H_onsite - term[None, :n_onsite],
+                   H_pair=record.H_pair - term[None, n_onsite:])
 
 
 def energy_errors(reference: HamiltonianRecord, predicted: HamiltonianRecord,
-                  removed: dict[str, np.ndarray]) -> dict:
+                  removed: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     """Kohn-Sham energy error (meV/atom, physics_error_budget.evaluate) of the model's H and
-    of the model's H with each fitted part of its error removed (`slow_potential_removed`;
-    name -> potential per atom, meV): what an exact long-range term could gain at most (the
-    fits are made on the error itself)."""
-    records = {"model": predicted} | {f"{name}_removed": slow_potential_removed(predicted, v)
-                                      for name, v in removed.items()}
+    of the model's H with each fitted part of its error removed (`levels_removed`; name ->
+    (levels in meV, level of each orbital)): what an exact term of that form could gain at
+    most (the fits are made on the error itself)."""
+    records = {"model": predicted} | {f"{name}_removed": levels_removed(predicted, *fitted)
+                                      for name, fitted in removed.items()}
     per_atom = 1e3 / reference.n_atoms
     return {name: per_atom * (evaluate(reference, dense_hamiltonian(record))[0]
                               - reference.labels.energy)
@@ -168,8 +198,11 @@ def analyse(predictor: Predictor, path: Path, energies: bool) -> dict:
     longest = int(np.argmax([found["amplitude"] for found in error_waves.values()]))
     difference = replace(predicted, H_onsite=predicted.H_onsite - reference.H_onsite,
                          H_pair=predicted.H_pair - pairs_in_layout(reference, predicted))
-    potential = best_atom_potential(difference)
-    left = slow_potential_removed(difference, potential)
+    atom_levels, shell_levels = orbital_atoms(reference), orbital_shells(reference)
+    potential = best_levels(difference, atom_levels)
+    left = levels_removed(difference, potential, atom_levels)
+    shells = best_levels(difference, shell_levels)
+    shells_left = levels_removed(difference, shells, shell_levels)
     return {
         "atoms": int(reference.n_atoms),
         "cell_lengths_angstrom": np.linalg.norm(reference.cell, axis=1).round(3).tolist(),
@@ -190,10 +223,17 @@ def analyse(predictor: Predictor, path: Path, energies: bool) -> dict:
             "mean_abs_error_pairs_before_after": [1e3 * float(np.abs(a.H_pair).mean())
                                                   for a in (difference, left)],
         },
+        "best_shell_potential": {
+            "mean_abs_error_onsite_before_after": [1e3 * float(np.abs(a.H_onsite).mean())
+                                                   for a in (difference, shells_left)],
+            "mean_abs_error_pairs_before_after": [1e3 * float(np.abs(a.H_pair).mean())
+                                                  for a in (difference, shells_left)],
+        },
         **({"kohn_sham_error_meV_per_atom": energy_errors(
-            reference, predicted, {"madelung_fit": electrostatic,
-                                   f"wave_along_{'abc'[longest]}": waves[longest],
-                                   "best_atom_potential": potential})}
+            reference, predicted, {"madelung_fit": (electrostatic, atom_levels),
+                                   f"wave_along_{'abc'[longest]}": (waves[longest], atom_levels),
+                                   "best_atom_potential": (potential, atom_levels),
+                                   "best_shell_potential": (shells, shell_levels)})}
            if energies else {}),
     }
 
@@ -219,8 +259,11 @@ def main() -> None:
               f"longest wave of the error per axis: {waves} meV; after a fit on the Madelung "
               f"potential and charge {found['error_fit_on_madelung']['spread_left']:.0f} left; "
               f"best per-atom potential: spread {best['spread']:.0f}, mean |error| on-site "
-              "{:.2f} -> {:.2f}, pairs {:.3f} -> {:.3f}".format(
-                  *best["mean_abs_error_onsite_before_after"], *best["mean_abs_error_pairs_before_after"]),
+              "{:.2f} -> {:.2f}, pairs {:.3f} -> {:.3f}; per shell: on-site -> {:.2f}, pairs -> "
+              "{:.3f}".format(*best["mean_abs_error_onsite_before_after"],
+                              *best["mean_abs_error_pairs_before_after"],
+                              found["best_shell_potential"]["mean_abs_error_onsite_before_after"][1],
+                              found["best_shell_potential"]["mean_abs_error_pairs_before_after"][1]),
               flush=True)
     write_results(result, args.out)
     print(f"written to {args.out}")

@@ -16,7 +16,10 @@ call and a warm second one at slightly moved atoms) against the SCF's. For the r
 size it relaxes host and defect with GPAW and with each route (BFGS, --fmax) and reports
 Delta Q = sqrt(sum m_i |dr_i|^2) (amu^1/2 Å) and the coordinate MAE (Å) of the relaxed
 structures against GPAW's, and the formation energy E_f = E(defect) - E(host) + E_O (E_O =
-half a spin-polarised GPAW O2, the same for every route) with its error (meV).
+half a spin-polarised GPAW O2, the same for every route) with its error (meV). For the dft
+route it also gives the Harris-Foulkes energy's error and that of the mean of the two
+functionals (single points), and the formation energy with each functional at GPAW's relaxed
+host and defect (the functional's error alone) and at the dft route's (`dft_functionals`).
 
 Every GPAW SCF, route evaluation and relaxation is stored as it finishes (JSON and ASE
 trajectories): GPAW's in WORKDIR, the model's in WORKDIR/model-<first 12 digits of the model
@@ -93,6 +96,8 @@ def single_point(atoms: Atoms, calculator) -> dict:
     point = {"energy": float(energy), "forces": forces.tolist(),
              "seconds": time.perf_counter() - start}
     result = getattr(calculator, "last_result", None)
+    if getattr(result, "harris_energy", None) is not None:  # the dft route's other functional
+        point["harris_energy"] = float(result.harris_energy)
     if getattr(result, "iterations", None) is not None:  # the scf route's, from the model
         point["scf_iterations"] = int(result.iterations)
     if getattr(result, "timings", None):
@@ -135,9 +140,16 @@ def structure_errors(atoms: Atoms, positions: np.ndarray, reference: np.ndarray)
 
 
 def point_errors(route: dict, reference: dict, n_atoms: int) -> dict:
-    return {"energy_error_meV_per_atom": 1e3 * (route["energy"] - reference["energy"]) / n_atoms,
-            "force_mae_meV_per_angstrom": 1e3 * float(np.abs(
-                np.array(route["forces"]) - np.array(reference["forces"])).mean())}
+    """Energy error (meV/atom; for the dft route also of the Harris-Foulkes functional and of
+    the mean of the two) and force MAE (meV/Å) of a route's single point."""
+    errors = {"energy_error_meV_per_atom": 1e3 * (route["energy"] - reference["energy"]) / n_atoms,
+              "force_mae_meV_per_angstrom": 1e3 * float(np.abs(
+                  np.array(route["forces"]) - np.array(reference["forces"])).mean())}
+    if "harris_energy" in route:
+        harris = 1e3 * (route["harris_energy"] - reference["energy"]) / n_atoms
+        errors["harris_energy_error_meV_per_atom"] = harris
+        errors["mean_energy_error_meV_per_atom"] = 0.5 * (errors["energy_error_meV_per_atom"] + harris)
+    return errors
 
 
 # ------------------------------------------------------------------ the benchmark
@@ -278,7 +290,38 @@ def relaxation_benchmark(args, settings: GPAWSettings, calculators: dict, workdi
         result["start_vs_gpaw_relaxed"] = {kind: structure_errors(
             atoms, atoms.positions, np.array(runs["gpaw"][kind]["positions"]))
             for kind, atoms in cells.items()}
+        if "dft" in calculators:
+            relaxed = {"gpaw": runs["gpaw"]}
+            if "formation_energy_eV" in result["methods"].get("dft", {}):
+                relaxed["dft"] = runs["dft"]
+            result["dft_functionals"] = {
+                f"at_{method}_geometries": formation_by_functional(
+                    args, cells, pair, method, calculators["dft"], oxygen,
+                    result["methods"]["gpaw"]["formation_energy_eV"], model_dir)
+                for method, pair in relaxed.items()}
     return result
+
+
+def formation_by_functional(args, cells: dict, relaxed: dict, method: str, calculator,
+                            oxygen: float, gpaw_formation: float, model_dir: Path) -> dict:
+    """The dft route's formation energy error (meV) with each energy functional (Kohn-Sham,
+    Harris-Foulkes, their mean) at the host and defect relaxed by `method` (two single
+    points): at GPAW's geometries the functional's error alone; at the dft route's own (its
+    BFGS steps use forces only, the Kohn-Sham ones, so they are the same for every
+    functional) what a relaxation reporting that functional gives."""
+    points = {}
+    for kind, atoms in cells.items():
+        moved = atoms.copy()
+        moved.positions = np.array(relaxed[kind]["positions"])
+        name = f"{method}_relaxed_{args.relax_size}_{kind}_dft.json"
+        points[kind] = cached(model_dir / name, lambda moved=moved: single_point(moved, calculator))
+    out = {}
+    for functional, key in (("kohn-sham", "energy"), ("harris", "harris_energy")):
+        formation = points["defect"][key] - points["host"][key] + oxygen
+        out[f"{functional}_formation_energy_error_meV"] = 1e3 * (formation - gpaw_formation)
+    out["mean_formation_energy_error_meV"] = 0.5 * (out["kohn-sham_formation_energy_error_meV"]
+                                                    + out["harris_formation_energy_error_meV"])
+    return out
 
 
 if __name__ == "__main__":

@@ -71,8 +71,9 @@ class MLHCalculator(Calculator):
         skin: extra reach of the model's neighbour lists (Å).
         charge: net charge (e).
         h: dft and scf routes: GPAW's grid spacing (Å).
-        functional: dft route: "kohn-sham" (variational) or "harris" (Harris-Foulkes) energy
-            (the forces are those of the Kohn-Sham free energy either way).
+        functional: dft route: "kohn-sham" (variational), "harris" (Harris-Foulkes) energy, or
+            the "mean" of the two (physics.dft.functional.DFTFunctionalResult.energies; the
+            forces are those of the Kohn-Sham free energy whichever is chosen).
         response: dft route: add the response term to GPAW's forces (exact -dA_KS/dR);
             False for GPAW's forces of the state alone (cheaper, not conservative).
         maxiter: scf route: most SCF iterations (GPAW's default 300).
@@ -103,7 +104,7 @@ class MLHCalculator(Calculator):
         skin: float = 0.5,
         charge: float = 0.0,
         h: float = 0.2,
-        functional: Literal["kohn-sham", "harris"] = "kohn-sham",
+        functional: Literal["kohn-sham", "harris", "mean"] = "kohn-sham",
         response: bool = True,
         maxiter: int = 300,
         scf_later_start: str = "previous",
@@ -112,9 +113,9 @@ class MLHCalculator(Calculator):
         super().__init__(**kwargs)
         if route not in ("band", "dft", "scf"):
             raise CalculatorInputError(f"unknown route {route!r}; choose 'dft', 'band' or 'scf'")
-        if functional not in ("kohn-sham", "harris"):
+        if functional not in ("kohn-sham", "harris", "mean"):
             raise CalculatorInputError(f"unknown functional {functional!r}; choose "
-                                       f"'kohn-sham' or 'harris'")
+                                       f"'kohn-sham', 'harris' or 'mean'")
         if kpts is not None and (np.shape(kpts) != (3,) or np.min(kpts) < 1):
             raise CalculatorInputError(f"kpts must be three positive integers, got {kpts}")
         try:
@@ -222,11 +223,8 @@ class MLHCalculator(Calculator):
     def _calculate_dft(self, forces: bool) -> None:
         result = self._dft_route.evaluate(self.atoms, forces=forces, response=self.response)
         self.last_result = result
-        harris = self.functional == "harris"
-        self.results = {
-            "energy": result.harris_energy if harris else result.energy,
-            "free_energy": result.harris_free_energy if harris else result.free_energy,
-        }
+        energy, free_energy = result.energies(self.functional)
+        self.results = {"energy": energy, "free_energy": free_energy}
         if forces:
             self.results["forces"] = result.forces
 

@@ -59,6 +59,11 @@ def add_calculator_arguments(parser: argparse.ArgumentParser, default_model: Pat
                         help="dft: GPAW's functional at the model's density (accurate); "
                              "band: band energy + repulsion (fast); scf: GPAW's own SCF "
                              "started from the model's density (exact GPAW results)")
+    parser.add_argument("--functional", choices=["kohn-sham", "harris", "mean"],
+                        default="kohn-sham", help="dft route: the energy reported: GPAW's "
+                        "Kohn-Sham functional at the model's density (variational), the "
+                        "Harris-Foulkes one, or their mean (closest for SiO2, docs/physics.md); "
+                        "forces are the Kohn-Sham ones whichever is chosen")
     parser.add_argument("--repulsion", type=Path, default=None,
                         help="repulsion JSON (band route; default MODEL/repulsion.json)")
     parser.add_argument("--kpts", default=None, help="Monkhorst-Pack grid, e.g. 2x2x1 "
@@ -82,7 +87,7 @@ def make_calculator(args: argparse.Namespace):
 
     return MLHCalculator(args.model, route=args.route, repulsion=args.repulsion,
                          kpts=parse_kpts(args.kpts), width=args.width, maxiter=args.maxiter,
-                         scf_later_start=args.scf_start)
+                         scf_later_start=args.scf_start, functional=args.functional)
 
 
 def file_digest(paths: list[Path]) -> str:
@@ -94,11 +99,14 @@ def file_digest(paths: list[Path]) -> str:
 
 
 def calculator_attrs(args: argparse.Namespace) -> dict:
-    """Provenance attributes of a run: model (folder and content digest), route, k-points."""
+    """Provenance attributes of a run: model (folder and content digest), route (and the dft
+    route's energy functional), k-points."""
     model = Path(args.model)
     files = [model / "model.json", model / "params.msgpack", model / "scale_shift.nc"]
     attrs = {"model": str(model), "route": args.route,
              "kpts": args.kpts or "density 2/Å^-1", "width_eV": args.width}
+    if args.route == "dft":
+        attrs["functional"] = args.functional
     if args.route == "band":
         repulsion = Path(args.repulsion or model / "repulsion.json")
         attrs["repulsion"] = str(repulsion)

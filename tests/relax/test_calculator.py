@@ -130,6 +130,9 @@ def test_dft_route_is_variational_and_close_to_scf(predictor, gpaw_records):
     harris = MLHCalculator(predictor, route="dft", kpts=(3, 3, 1), functional="harris")
     assert harris.get_potential_energy(atoms) == pytest.approx(
         calculator.last_result.harris_energy, abs=1e-6)
+    mean = MLHCalculator(predictor, route="dft", kpts=(3, 3, 1), functional="mean")
+    assert mean.get_potential_energy(atoms) == pytest.approx(
+        0.5 * (calculator.last_result.energy + calculator.last_result.harris_energy), abs=1e-6)
 
 
 def test_from_gpaw_settings_takes_their_grid_k_points_and_width(predictor):

@@ -70,6 +70,13 @@ def test_perturbed_hamiltonian_is_variational(gpaw_records, route):
     excess = result.free_energy - reference.free_energy
     assert 0 < excess < 0.1
     assert abs(result.harris_free_energy - reference.free_energy) < excess
+    energy, free = result.energies("mean")
+    assert free == pytest.approx(0.5 * (result.free_energy + result.harris_free_energy), abs=1e-12)
+    assert energy == pytest.approx(0.5 * (result.energy + result.harris_energy), abs=1e-12)
+    assert abs(free - reference.free_energy) < excess
+    assert result.energies("harris") == (result.harris_energy, result.harris_free_energy)
+    with pytest.raises(MLHError, match="unknown functional 'pbe'"):
+        result.energies("pbe")
 
 
 def test_energy_unchanged_by_c_times_s(gpaw_records, route):
