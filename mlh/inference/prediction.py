@@ -22,8 +22,8 @@ from ase import Atoms
 from mlh.errors import MLHError
 from mlh.gpaw.reference import drop_negligible_pairs, ghost_mask
 from mlh.gpaw.settings import gpaw_settings_of
-from mlh.model.graph import MIN_DISTANCE, build_graph, check_min_distance, neighbour_pairs
 from mlh.model.atom_potential import add_to_values, value_atoms
+from mlh.model.graph import MIN_DISTANCE, build_graph, check_min_distance, neighbour_pairs
 from mlh.model.kernel import far_vectors
 from mlh.model.predictor import Predictor
 from mlh.model.targets import onsite_blocks, pair_blocks

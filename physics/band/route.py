@@ -39,12 +39,12 @@ from mlh.errors import MLHError
 from mlh.gpaw.overlap import OverlapTables, gpaw_setups, pair_list, pair_reach, wrapped_positions
 from mlh.gpaw.record_settings import DEFAULT_WIDTH
 from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
+from mlh.model.atom_potential import ValueAtoms, add_to_values, potential_values, value_atoms
+from mlh.model.atom_potential import populations as atom_populations
 from mlh.model.graph import neighbour_pairs
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord, canonical_pair_mask
 from mlh.record.kpoints import monkhorst_pack
-from mlh.model.atom_potential import ValueAtoms, add_to_values, potential_values, value_atoms
-from mlh.model.atom_potential import populations as atom_populations
 from physics.band.model_hamiltonian import HamiltonianTopology, ModelHamiltonian, hamiltonian_topology
 from physics.band.overlap import OverlapTopology, overlap_blocks_jax, overlap_topology, overlap_trace
 from physics.band.repulsion import (
