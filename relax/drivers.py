@@ -62,7 +62,8 @@ def add_calculator_arguments(parser: argparse.ArgumentParser, default_model: Pat
     parser.add_argument("--functional", choices=["kohn-sham", "harris", "mean"],
                         default="kohn-sham", help="dft route: the energy reported: GPAW's "
                         "Kohn-Sham functional at the model's density (variational), the "
-                        "Harris-Foulkes one, or their mean (closest for SiO2, docs/physics.md); "
+                        "Harris-Foulkes one, or their mean (closest for insulators such as SiO2, worse for "
+                        "metals; docs/physics.md); "
                         "forces are the Kohn-Sham ones whichever is chosen")
     parser.add_argument("--repulsion", type=Path, default=None,
                         help="repulsion JSON (band route; default MODEL/repulsion.json)")

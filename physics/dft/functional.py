@@ -109,9 +109,11 @@ class DFTFunctionalResult:
         """(energy, free energy) in eV of one functional at this density: "kohn-sham"
         (variational: an upper bound of the SCF value), "harris" (Harris-Foulkes), or "mean"
         of the two. Both errors are second order in the density error; for SiO2 correction
-        models their signs are opposite and their sizes within ~20 % (docs/physics.md), so
-        the mean errs 5-40x less than either. The mean is an estimate, not a functional
-        with forces: the route's forces are the Kohn-Sham free energy's whatever is chosen.
+        models their signs are opposite and their sizes within ~30 % (docs/physics.md), so
+        the mean errs 7-16x less than the Kohn-Sham value. In metallic cells (Nb-doped
+        WSe2) the Harris error is 3-10x the Kohn-Sham one and the mean is worse. The mean is
+        an estimate, not a functional with forces: the route's forces are the Kohn-Sham
+        free energy's whatever is chosen.
 
         Raises:
             MLHError: an unknown functional.
