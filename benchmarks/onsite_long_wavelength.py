@@ -40,6 +40,7 @@ from onsite_error_analysis import madelung_potentials, onsite_shifts, scf_charge
 from physics_error_budget import dense_hamiltonian, evaluate
 
 from mlh.inference.prediction import predict_record
+from mlh.model.atom_potential import value_atoms
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
@@ -108,16 +109,14 @@ def value_orbitals(record: HamiltonianRecord) -> tuple[np.ndarray, np.ndarray]:
     """Row and column orbital (global index) of every stored value, on-site values first,
     then pair values (the order of `np.concatenate([H_onsite, H_pair])`)."""
     offsets, counts = record.orbital_offsets, record.orbital_counts
-    onsite_atom = np.repeat(np.arange(record.n_atoms), counts**2)
-    onsite_local = np.arange(len(onsite_atom)) - np.repeat(record.onsite_value_offsets[:-1], counts**2)
-    sizes = np.diff(record.pair_value_offsets)
-    pair_i, pair_j = np.repeat(record.pair_i, sizes), np.repeat(record.pair_j, sizes)
-    pair_local = np.arange(sizes.sum()) - np.repeat(record.pair_value_offsets[:-1], sizes)
-    rows = np.concatenate([offsets[onsite_atom] + onsite_local // counts[onsite_atom],
-                           offsets[pair_i] + pair_local // counts[pair_j]])
-    cols = np.concatenate([offsets[onsite_atom] + onsite_local % counts[onsite_atom],
-                           offsets[pair_j] + pair_local % counts[pair_j]])
-    return rows, cols
+    atoms = value_atoms(record.pair_i, record.pair_j, counts)
+    onsite_local = np.arange(len(atoms.onsite)) - record.onsite_value_offsets[atoms.onsite]
+    pair_local = np.arange(len(atoms.pair_i)) - np.repeat(record.pair_value_offsets[:-1],
+                                                          np.diff(record.pair_value_offsets))
+    row_atoms = np.concatenate([atoms.onsite, atoms.pair_i])
+    col_atoms = np.concatenate([atoms.onsite, atoms.pair_j])
+    local = np.concatenate([onsite_local, pair_local])
+    return offsets[row_atoms] + local // counts[col_atoms], offsets[col_atoms] + local % counts[col_atoms]
 
 
 def orbital_atoms(record: HamiltonianRecord) -> np.ndarray:

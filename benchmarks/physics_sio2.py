@@ -87,13 +87,13 @@ def gpaw_calculator(atoms: Atoms, settings: GPAWSettings, log: Path):
                 symmetry={"point_group": False, "time_reversal": True})
 
 
-def single_point(atoms: Atoms, calculator) -> dict:
+def single_point(atoms: Atoms, calculator, forces: bool = True) -> dict:
+    """Energy (eV), forces (eV/Å; unless `forces` is False) and wall time of one calculation."""
     start = time.perf_counter()
     atoms = atoms.copy()
     atoms.calc = calculator
-    forces = atoms.get_forces()
-    energy = atoms.get_potential_energy()
-    point = {"energy": float(energy), "forces": forces.tolist(),
+    point = {"forces": atoms.get_forces().tolist()} if forces else {}
+    point = {"energy": float(atoms.get_potential_energy()), **point,
              "seconds": time.perf_counter() - start}
     result = getattr(calculator, "last_result", None)
     if getattr(result, "harris_energy", None) is not None:  # the dft route's other functional
@@ -314,7 +314,8 @@ def formation_by_functional(args, cells: dict, relaxed: dict, method: str, calcu
         moved = atoms.copy()
         moved.positions = np.array(relaxed[kind]["positions"])
         name = f"{method}_relaxed_{args.relax_size}_{kind}_dft.json"
-        points[kind] = cached(model_dir / name, lambda moved=moved: single_point(moved, calculator))
+        points[kind] = cached(model_dir / name,
+                              lambda moved=moved: single_point(moved, calculator, forces=False))
     out = {}
     for functional, key in (("kohn-sham", "energy"), ("harris", "harris_energy")):
         formation = points["defect"][key] - points["host"][key] + oxygen

@@ -45,6 +45,7 @@ from pydantic import ValidationError
 from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
 from mlh.model.predictor import Predictor
+from physics.dft.functional import FUNCTIONALS
 
 __all__ = ["MLHCalculator", "CalculatorInputError", "REPULSION_FILE"]
 
@@ -113,9 +114,9 @@ class MLHCalculator(Calculator):
         super().__init__(**kwargs)
         if route not in ("band", "dft", "scf"):
             raise CalculatorInputError(f"unknown route {route!r}; choose 'dft', 'band' or 'scf'")
-        if functional not in ("kohn-sham", "harris", "mean"):
-            raise CalculatorInputError(f"unknown functional {functional!r}; choose "
-                                       f"'kohn-sham', 'harris' or 'mean'")
+        if functional not in FUNCTIONALS:
+            raise CalculatorInputError(f"unknown functional {functional!r}; choose one of "
+                                       f"{', '.join(FUNCTIONALS)}")
         if kpts is not None and (np.shape(kpts) != (3,) or np.min(kpts) < 1):
             raise CalculatorInputError(f"kpts must be three positive integers, got {kpts}")
         try:

@@ -53,7 +53,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
-    "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
+    "FUNCTIONALS", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
     "dft_functional_for_record", "valence_charges", "gpaw_calculation", "BaselineHamiltonian",
     "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE",
@@ -62,6 +62,9 @@ __all__ = [
 OVERLAP_TOLERANCE = 1e-6
 """Largest |S_record - S_GPAW| accepted: larger means the record does not belong to the
 structure and settings GPAW was given."""
+
+FUNCTIONALS = ("kohn-sham", "harris", "mean")
+"""The energies `DFTFunctionalResult.energies` reports."""
 
 HamiltonianFunction = Callable[[np.ndarray | None, int], np.ndarray]
 """hamiltonian_k(k, spin) -> dense (N, N) H in eV; k reduced, None for the real Γ matrix."""
@@ -126,7 +129,7 @@ class DFTFunctionalResult:
             return harris
         if functional == "mean":
             return 0.5 * (kohn_sham[0] + harris[0]), 0.5 * (kohn_sham[1] + harris[1])
-        raise MLHError(f"unknown functional {functional!r}; choose kohn-sham, harris or mean")
+        raise MLHError(f"unknown functional {functional!r}; choose one of {', '.join(FUNCTIONALS)}")
 
 
 # ------------------------------------------------------------------ records -> GPAW input
