@@ -72,10 +72,11 @@ class MLHCalculator(Calculator):
         skin: extra reach of the model's neighbour lists (Å).
         charge: net charge (e).
         h: dft and scf routes: GPAW's grid spacing (Å).
-        functional: dft route: "kohn-sham" (variational), "harris" (Harris-Foulkes) energy, or
-            the "mean" of the two (physics.dft.functional.DFTFunctionalResult.energies; the
-            forces are those of the Kohn-Sham free energy whichever is chosen).
-        response: dft route: add the response term to GPAW's forces (exact -dA_KS/dR);
+        functional: dft route: "kohn-sham" (variational), "harris" (Harris-Foulkes) or the
+            "mean" of the two (physics.dft.functional.DFTFunctionalResult.energies); energy
+            and forces are the chosen functional's (physics.dft.harris_forces). The mean is
+            for insulators: in metals the Harris error is the larger one.
+        response: dft route: add the response term to GPAW's forces (exact -dA/dR);
             False for GPAW's forces of the state alone (cheaper, not conservative).
         maxiter: scf route: most SCF iterations (GPAW's default 300).
         scf_later_start: scf route: how each SCF after the first starts
@@ -183,7 +184,8 @@ class MLHCalculator(Calculator):
     def _make_dft_route(self, skin: float):
         from physics.dft.forces import ModelDFTRoute
 
-        return ModelDFTRoute(self.predictor, self._gpaw_settings(), charge=self.charge, skin=skin)
+        return ModelDFTRoute(self.predictor, self._gpaw_settings(), charge=self.charge, skin=skin,
+                             functional=self.functional)
 
     def _make_scf_route(self, maxiter: int, later_start: str, skin: float):
         from physics.dft.scf import ModelSCFRoute

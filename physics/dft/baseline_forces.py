@@ -32,50 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 from mlh.errors import MLHError
+from physics.dft.lcao_terms import add_to_density, atom_centred_terms, basis_terms, density_of
 
 __all__ = ["baseline_trace_forces"]
-
-
-def _atom_indices(wfs) -> list[tuple[int, int, int]]:
-    """(atom, first orbital, end orbital) of every atom in the LCAO basis."""
-    indices, first = [], 0
-    for a, sphere in enumerate(wfs.basis.sphere_a):
-        indices.append((a, first, first + sphere.Mmax))
-        first += sphere.Mmax
-    return indices
-
-
-def _basis_terms(dft, Y_skMM: np.ndarray) -> np.ndarray:
-    """GPAW's kinetic, potential and projector force terms (Ha/Bohr) with Y as density matrix."""
-    from gpaw.new.lcao.forces import add_atomic_density_term, add_kinetic_term, add_pot_term
-
-    potential = dft.potential
-    F_av = np.zeros((len(dft.setups), 3))
-    for wfs in dft.ibzwfs:
-        _, dTdR_vMM, dPdR_avMi = wfs.tci_derivatives.calculate_derivatives(wfs.q)
-        rows = wfs.T_MM.dist.my_row_range()
-        rhoT_MM = np.ascontiguousarray(Y_skMM[wfs.spin, wfs.k].T, dtype=wfs.S_MM.data.dtype)
-        indices = _atom_indices(wfs)
-        add_kinetic_term(rhoT_MM, dTdR_vMM[:, rows[0]:rows[1]], F_av, indices,
-                         wfs.atomdist.indices, rows)
-        add_pot_term(potential.vt_sR[wfs.spin], wfs.basis, wfs.q, rhoT_MM, F_av)
-        for b in wfs.atomdist.indices:
-            add_atomic_density_term(b, potential.dH_asii[b][wfs.spin], wfs.P_aMi[b],
-                                    dPdR_avMi[b], rhoT_MM, indices, F_av, rows)
-    return F_av
-
-
-def _density_of(dft, Y_skMM: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Pseudo density (coarse grid, per spin) and atomic density matrices of Y."""
-    nt_sR = dft.density.nt_sR.new()
-    nt_sR.data[:] = 0.0
-    D_asii = {a: np.zeros_like(D) for a, D in dft.density.D_asii.items()}
-    for wfs in dft.ibzwfs:
-        Y_MM = np.ascontiguousarray(Y_skMM[wfs.spin, wfs.k], dtype=wfs.S_MM.data.dtype)
-        wfs.basis.construct_density(Y_MM, nt_sR.data[wfs.spin], q=wfs.q)
-        for a, P_Mi in wfs.P_aMi.items():
-            D_asii[a][wfs.spin] += (P_Mi.conj().T @ Y_MM @ P_Mi).real
-    return nt_sR.data.copy(), D_asii
 
 
 def _initial_density_functions(dft):
@@ -112,28 +71,16 @@ def _moving_density_terms(dft, atomic_aX: list, scale: float, weight_R) -> np.nd
     which moves with the atoms too; with that, n0 and nc move in vt - <vt> (the mean weighted
     by n0 + nc, `weight_R`), times x (`scale`).
     """
-    density, pot_calc = dft.density, dft.pot_calc
-    potential, _, _ = pot_calc.calculate(density)
-    Q_aL = density.calculate_compensation_charge_coefficients()
-    Fcc_av, _, _, Fvbar_av, _ = pot_calc.force_contributions(Q_aL, density, potential)
+    density = dft.density
+    potential, _, _ = dft.pot_calc.calculate(density)
+    F_av = atom_centred_terms(dft, potential)
     vt_R = potential.vt_sR.data.mean(axis=0)
     vt_R = vt_R - np.sum(vt_R * weight_R) / np.sum(weight_R)
-    F_av = np.array(Fcc_av, float)
-    for a, dF_v in Fvbar_av.items():
-        F_av[a] += dF_v[:, 0]
     grid = density.nt_sR.desc
     for functions in atomic_aX:
         for a, dF_v in functions.derivative(grid.from_data(vt_R)).items():
             F_av[a] += scale * dF_v[:, 0]
     return F_av
-
-
-def _add_to_density(density, nY_sR: np.ndarray, DY_asii: dict[int, np.ndarray],
-                    factor: float) -> None:
-    """density += factor * (n_Y, D_Y), in place."""
-    density.nt_sR.data += factor * nY_sR
-    for a, D in DY_asii.items():
-        density.D_asii[a] += factor * D
 
 
 def baseline_trace_forces(dft, Y_skMM: np.ndarray, step: float = 1e-3) -> np.ndarray:
@@ -165,8 +112,8 @@ def baseline_trace_forces(dft, Y_skMM: np.ndarray, step: float = 1e-3) -> np.nda
     if abs(charge) > 1e-7 * max(size, 1.0):  # rounding of a neutral Y: ~1e-9 electrons
         raise MLHError(f"Y carries a charge of {abs(charge):.3g} electrons; the H0 forces "
                        f"need sum_k Tr[Y S] = 0")
-    forces = _basis_terms(dft, Y_skMM)
-    nY_sR, DY_asii = _density_of(dft, Y_skMM)
+    forces = basis_terms(dft, Y_skMM)
+    nY_sR, DY_asii = density_of(dft, Y_skMM)
     largest = np.abs(nY_sR).max()
     if largest == 0.0:
         return forces * Ha / Bohr
@@ -178,11 +125,11 @@ def baseline_trace_forces(dft, Y_skMM: np.ndarray, step: float = 1e-3) -> np.nda
     normalisation = density.nt_sR[0].integrate() / atomic_R.integrate()
     terms = []
     for sign in (1.0, -1.0):
-        _add_to_density(density, nY_sR, DY_asii, sign * eps)
+        add_to_density(density, nY_sR, DY_asii, sign * eps)
         try:
             terms.append(_moving_density_terms(dft, [n0_aX, density.nct_aX], normalisation,
                                                atomic_R.data))
         finally:
-            _add_to_density(density, nY_sR, DY_asii, -sign * eps)
+            add_to_density(density, nY_sR, DY_asii, -sign * eps)
     forces += (terms[0] - terms[1]) / (2 * eps)
     return forces * Ha / Bohr

@@ -48,6 +48,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.band.route import BandEnergyRoute
 from physics.density_matrix import kspace_blocks
 from physics.dft.functional import (
+    FUNCTIONALS,
     BaselineHamiltonian,
     DFTFunctionalResult,
     check_baseline_grid,
@@ -55,9 +56,14 @@ from physics.dft.functional import (
     gpaw_calculation,
     record_inputs,
 )
+from physics.dft.harris_forces import harris_force_terms
 from physics.dft.response import density_matrix_gradients
 
 __all__ = ["ModelDFTRoute", "wrapped_record"]
+
+_HARRIS_SHARE = {"kohn-sham": 0.0, "harris": 1.0, "mean": 0.5}
+"""Share s of the Harris-Foulkes free energy in the functional whose forces are returned:
+A = (1 - s) A_KS + s A_HF."""
 
 
 def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
@@ -80,7 +86,8 @@ def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
 
 
 class ModelDFTRoute:
-    """Kohn-Sham (and Harris-Foulkes) energies and exact Kohn-Sham forces of a predictor.
+    """Kohn-Sham and Harris-Foulkes energies of a predictor, and the exact forces of one of
+    them (or of their mean).
 
     Args:
         predictor: the model (no message passing: its H must be smooth in the positions).
@@ -88,10 +95,20 @@ class ModelDFTRoute:
             model's training data.
         charge: net charge (e).
         skin: extra reach of the model's neighbour lists (Å).
+        functional: whose free energy the forces are minus the gradient of: "kohn-sham",
+            "harris" (physics.dft.harris_forces) or their "mean".
+
+    Raises:
+        MLHError: an unknown functional, or a correction model with a charge or another
+            grid spacing than its H0's.
     """
 
     def __init__(self, predictor: Predictor, settings: GPAWSettings, charge: float = 0.0,
-                 skin: float = 0.5):
+                 skin: float = 0.5, functional: str = "kohn-sham"):
+        if functional not in _HARRIS_SHARE:
+            raise MLHError(f"unknown functional {functional!r}; choose one of "
+                           f"{', '.join(FUNCTIONALS)}")
+        self.harris_share = _HARRIS_SHARE[functional]
         self.settings = settings
         self.charge = float(charge)
         self.correction = predictor.config.target == "correction"
@@ -118,8 +135,8 @@ class ModelDFTRoute:
         Args:
             atoms: the structure (a cell is required).
             forces: also compute forces.
-            response: add the response term (exact -dE_KS/dR); False gives GPAW's forces
-                of the state alone.
+            response: add the response term (exact -dA/dR of the route's functional);
+                False gives GPAW's forces of the state alone.
             source: the structure's name in error messages.
             log: GPAW text log.
 
@@ -145,24 +162,35 @@ class ModelDFTRoute:
         result = replace(result, timings={**timings, **result.timings})
         if not (forces and response):
             return result
+        forces_of_state = result.forces
+        response_matrix = 0.0
+        if self.harris_share:
+            start = time.perf_counter()
+            harris = harris_force_terms(dft, result.output_hamiltonians, result.n_electrons)
+            forces_of_state = forces_of_state + self.harris_share * harris.direct
+            response_matrix = self.harris_share * harris.kernel_matrix
+            timings["harris"] = time.perf_counter() - start
         start = time.perf_counter()
-        correction = self._response_gradient(atoms, record, hamiltonian_k, result, baseline,
-                                             source)
-        timings = {**result.timings, "response": time.perf_counter() - start}
-        return replace(result, forces=result.forces - correction, output_hamiltonians=None,
+        correction = self._response_gradient(atoms, record, hamiltonian_k, result,
+                                             response_matrix, baseline, source)
+        timings = {**result.timings, **timings, "response": time.perf_counter() - start}
+        return replace(result, forces=forces_of_state - correction, output_hamiltonians=None,
                        timings=timings)
 
     def _response_gradient(self, atoms, record, hamiltonian_k, result: DFTFunctionalResult,
-                           baseline: _Baseline | None, source: str) -> np.ndarray:
-        """d/dR Tr[(H[n_out] - H) rho(H(R), S(R))] (eV/Å; module docstring)."""
+                           harris_matrix: np.ndarray | float, baseline: _Baseline | None,
+                           source: str) -> np.ndarray:
+        """d/dR Tr[A rho(H(R), S(R))] (eV/Å) with A = (1 - s)(H[n_out] - H) + s Y, s the
+        route's Harris share and `harris_matrix` s Y (module docstring)."""
         kpoints, weights = result.kpoints, result.kpoint_weights
         real = np.isrealobj(result.output_hamiltonians)
         ks = [None if real else k for k in kpoints]
         n_spins = result.output_hamiltonians.shape[0]
         H = np.stack([np.stack([hamiltonian_k(k, s) for k in ks]) for s in range(n_spins)])
         S = np.stack([record.overlap_k(k).toarray() for k in ks])
-        G_H, G_S = density_matrix_gradients(H, S, result.output_hamiltonians - H, weights,
-                                            result.n_electrons, self.settings.smearing_width)
+        A = (1.0 - self.harris_share) * (result.output_hamiltonians - H) + harris_matrix
+        G_H, G_S = density_matrix_gradients(H, S, A, weights, result.n_electrons,
+                                            self.settings.smearing_width)
         rho_blocks = [part.sum(axis=0) for part in kspace_blocks(G_H, kpoints, weights, record)]
         W_blocks = [-part[0] for part in kspace_blocks(G_S[None], kpoints, weights, record)]
         gradient = self.band_route.trace_gradient(atoms, rho_blocks, W_blocks, source)

@@ -56,7 +56,7 @@ __all__ = [
     "FUNCTIONALS", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
     "dft_functional_for_record", "valence_charges", "gpaw_calculation", "BaselineHamiltonian",
     "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
-    "OVERLAP_TOLERANCE",
+    "OVERLAP_TOLERANCE", "HarrisStates", "harris_states",
 ]
 
 OVERLAP_TOLERANCE = 1e-6
@@ -299,20 +299,65 @@ def install_density(dft, hamiltonian_k: HamiltonianFunction,
         fermi_level=float(np.asarray(ibzwfs.fermi_levels).ravel()[0]) * Ha)
 
 
-def _harris_band_and_entropy(dft, H_out: list[np.ndarray], nelectrons: float):
-    """Band energy and -TS (Hartree) of the eigenstates of (H[n_out], S), own occupations."""
+@dataclass(frozen=True)
+class HarrisStates:
+    """The occupied eigenstates of (H[n_out], S) that the Harris-Foulkes energy counts, per
+    state of GPAW's wave functions (`dft.ibzwfs` order), in GPAW's units.
+
+    Attributes:
+        eigenvalues: per state, (n_bands,) eigenvalues (Hartree).
+        vectors: per state, (N, n_bands) eigenvectors c (H c = eps S c) as columns.
+        occupations: per state, (n_bands,) occupation numbers in [0, 1] at the states' own
+            Fermi level (GPAW's occupation calculator, the fixed electron count).
+        band: sum f eps over states with k weights and spin degeneracy (Hartree).
+        entropy: -T S of those occupations (Hartree).
+    """
+
+    eigenvalues: list[np.ndarray]
+    vectors: list[np.ndarray]
+    occupations: list[np.ndarray]
+    band: float
+    entropy: float
+
+    def density_matrices(self, dft, energy_weighted: bool = False) -> np.ndarray:
+        """(n_spins, n_k, N, N) sum_n F_n conj(c_Mn) c_Nn, GPAW's density-matrix convention
+        (F_n = f_n times k weight and spin degeneracy; times eps_n in Hartree if
+        `energy_weighted`)."""
+        ibzwfs = dft.ibzwfs
+        first = self.vectors[0]
+        matrices = np.zeros((ibzwfs.nspins, len(ibzwfs.ibz), len(first), len(first)),
+                            first.dtype)
+        for wfs, vectors, occupations, eigenvalues in zip(ibzwfs, self.vectors,
+                                                          self.occupations, self.eigenvalues):
+            weights = occupations * wfs.weight * ibzwfs.spin_degeneracy
+            if energy_weighted:
+                weights = weights * eigenvalues
+            matrices[wfs.spin, wfs.k] = (vectors.conj() * weights) @ vectors.T
+        return matrices
+
+
+def harris_states(dft, H_out: list[np.ndarray], nelectrons: float) -> HarrisStates:
+    """Eigenstates of (H[n_out], S) (H_out per state of `dft.ibzwfs`, Hartree) with their
+    own occupations for `nelectrons` electrons."""
     ibzwfs = dft.ibzwfs
     degeneracy = ibzwfs.spin_degeneracy
-    eigs = [generalized_eigh(H, np.asarray(wfs.S_MM.data), "for H[n_out]")[0][:wfs.nbands]
-            for H, wfs in zip(H_out, ibzwfs)]
+    eigenvalues, vectors = [], []
+    for H, wfs in zip(H_out, ibzwfs):
+        eig, C = generalized_eigh(H, np.asarray(wfs.S_MM.data), "for H[n_out]")
+        eigenvalues.append(eig[:wfs.nbands])
+        vectors.append(C[:, :wfs.nbands])
+    # GPAW's occupation calculators take eigenvalues in eV (their widths are in eV)
     occ_un, _, entropy = dft.scf_loop.occ_calc.calculate(
         nelectrons=nelectrons / degeneracy,
-        eigenvalues=[eig * Ha for eig in eigs],
+        eigenvalues=[eig * Ha for eig in eigenvalues],
         weights=[wfs.weight for wfs in ibzwfs],
         spins=[wfs.spin for wfs in ibzwfs],
     )
-    band = sum(occ @ eig * wfs.weight * degeneracy for occ, eig, wfs in zip(occ_un, eigs, ibzwfs))
-    return float(band), float(entropy) * degeneracy / Ha
+    occupations = [np.asarray(occ, float) for occ in occ_un]
+    band = sum(occ @ eig * wfs.weight * degeneracy
+               for occ, eig, wfs in zip(occupations, eigenvalues, ibzwfs))
+    return HarrisStates(eigenvalues, vectors, occupations, float(band),
+                        float(entropy) * degeneracy / Ha)
 
 
 def evaluate_dft_functional(
@@ -391,7 +436,8 @@ def functional_at_state(
     # Kohn-Sham band term Tr[rho H[n_out]]; GPAW's rho_MN = sum_n f_n conj(C_nM) C_nN.
     band_ks = sum(float(np.sum(wfs.calculate_density_matrix() * H).real)
                   for H, wfs in zip(H_out, ibzwfs))
-    band_harris, entropy_harris = _harris_band_and_entropy(dft, H_out, nelectrons)
+    harris = harris_states(dft, H_out, nelectrons)
+    band_harris, entropy_harris = harris.band, harris.entropy
 
     factor = dft.scf_loop.occ_calc.extrapolate_factor
     energies.set(band=band_harris, entropy=entropy_harris,
