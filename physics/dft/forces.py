@@ -56,7 +56,7 @@ from physics.dft.functional import (
     gpaw_calculation,
     record_inputs,
 )
-from physics.dft.harris_forces import harris_force_terms
+from physics.dft.harris_forces import state_forces
 from physics.dft.response import density_matrix_gradients
 
 __all__ = ["ModelDFTRoute", "wrapped_record"]
@@ -157,31 +157,30 @@ class ModelDFTRoute:
             baseline = _Baseline(dft)
             hamiltonian_k = baseline.added_to(hamiltonian_k)
             timings["baseline"] = time.perf_counter() - start
-        result = functional_at_state(dft, hamiltonian_k, forces=forces, overlap_k=overlap_k,
-                                     keep_output_hamiltonians=forces and response)
+        result = functional_at_state(dft, hamiltonian_k, forces=False, overlap_k=overlap_k,
+                                     keep_output_hamiltonians=forces)
         result = replace(result, timings={**timings, **result.timings})
-        if not (forces and response):
+        if not forces:
             return result
-        forces_of_state = result.forces
-        response_matrix = 0.0
-        if self.harris_share:
-            start = time.perf_counter()
-            harris = harris_force_terms(dft, result.output_hamiltonians, result.n_electrons)
-            forces_of_state = forces_of_state + self.harris_share * harris.direct
-            response_matrix = self.harris_share * harris.kernel_matrix
-            timings["harris"] = time.perf_counter() - start
+        start = time.perf_counter()
+        state = state_forces(dft, result.output_hamiltonians, result.n_electrons,
+                             self.harris_share)
+        timings = {**result.timings, "forces": time.perf_counter() - start}
+        if not response:
+            return replace(result, forces=state.forces, output_hamiltonians=None,
+                           timings=timings)
         start = time.perf_counter()
         correction = self._response_gradient(atoms, record, hamiltonian_k, result,
-                                             response_matrix, baseline, source)
-        timings = {**result.timings, **timings, "response": time.perf_counter() - start}
-        return replace(result, forces=forces_of_state - correction, output_hamiltonians=None,
+                                             state.kernel_matrix, baseline, source)
+        timings["response"] = time.perf_counter() - start
+        return replace(result, forces=state.forces - correction, output_hamiltonians=None,
                        timings=timings)
 
     def _response_gradient(self, atoms, record, hamiltonian_k, result: DFTFunctionalResult,
-                           harris_matrix: np.ndarray | float, baseline: _Baseline | None,
+                           harris_matrix: np.ndarray, baseline: _Baseline | None,
                            source: str) -> np.ndarray:
         """d/dR Tr[A rho(H(R), S(R))] (eV/Å) with A = (1 - s)(H[n_out] - H) + s Y, s the
-        route's Harris share and `harris_matrix` s Y (module docstring)."""
+        route's Harris share and `harris_matrix` s Y (physics.dft.harris_forces)."""
         kpoints, weights = result.kpoints, result.kpoint_weights
         real = np.isrealobj(result.output_hamiltonians)
         ks = [None if real else k for k in kpoints]

@@ -20,16 +20,19 @@ symmetric). So
 
     F_HF = F_GPAW + Tr[(W' - W) dS/dR] - Tr[Delta dH[n_out]/dR|_rho] - Tr[Y d rho/dR].
 
-This module gives the middle two terms and Y; the last is the response through the model
-(physics.dft.forces), as for the Kohn-Sham forces with H[n_out] - H_model there. The Kohn-
-Sham response has no Delta: the Harris response is first order in n_out - n', the Kohn-
-Sham one in H[n_out] - H_model.
+For a functional A = (1 - s) A_KS + s A_HF (s = 1/2: the mean) this module gives F_GPAW plus
+s times the middle terms, and s Y. The last term is the response through the model
+(physics.dft.forces): -Tr[A d rho/dR] with A = (1 - s)(H[n_out] - H_model) + s Y, the Kohn-
+Sham part as in physics.dft.forces.
 
 Tr[Delta dH[n_out]/dR|_rho] is the derivative with e of GPAW's fixed-density-matrix forces
 at rho + e Delta: the basis functions and projectors with Delta in v[n_out], with rho in the
 change of the potential, and the atom-centred densities (compensation charges, nc, vbar) in
-the potentials at +-e (central difference; two Poisson solves and xc evaluations, which give
-Y too). Units: eV, Å at the interface (GPAW's Hartree and Bohr converted here).
+the potentials at +-e (central difference; two Poisson solves and xc evaluations, whose
+difference also gives Y). F_GPAW is assembled from GPAW's own terms, so that its basis-function
+integrals serve rho and Delta at once (the grid integral of the basis functions' gradients is
+the costly part: ~5 s per matrix for 72 SiO2 atoms on 2 cores). Units: eV, Å at the
+interface (GPAW's Hartree and Bohr converted here).
 """
 
 from __future__ import annotations
@@ -48,21 +51,23 @@ from physics.dft.lcao_terms import (
     overlap_terms,
 )
 
-__all__ = ["HarrisForceTerms", "harris_force_terms"]
+__all__ = ["StateForces", "state_forces"]
 
 
 @dataclass(frozen=True)
-class HarrisForceTerms:
-    """The parts of the Harris-Foulkes forces beyond GPAW's forces of the installed state.
+class StateForces:
+    """Forces of the installed state for A = (1 - s) A_KS + s A_HF, all but the response
+    through the model.
 
     Attributes:
-        direct: (n_atoms, 3) Tr[(W' - W) dS/dR] - Tr[Delta dH[n_out]/dR|_rho] (eV/Å).
-        kernel_matrix: (n_spins, n_k, N, N) Y = dH[n_out + e n_Delta]/de (eV) at GPAW's
-            irreducible k-points (the order of `output_hamiltonians`), H's convention: the
-            A of the response -Tr[Y d rho/dR].
+        forces: (n_atoms, 3) F_GPAW + s {Tr[(W' - W) dS/dR] - Tr[Delta dH[n_out]/dR|_rho]}
+            (eV/Å).
+        kernel_matrix: (n_spins, n_k, N, N) s Y (eV) at GPAW's irreducible k-points (the
+            order of `output_hamiltonians`), H's convention: the Harris part of the A of the
+            response -Tr[A d rho/dR]; zero for s = 0.
     """
 
-    direct: np.ndarray
+    forces: np.ndarray
     kernel_matrix: np.ndarray
 
 
@@ -76,26 +81,58 @@ def _stacked(dft, matrices: list[np.ndarray]) -> np.ndarray:
     return stacked
 
 
+def _atom_centred_forces(dft, potential) -> np.ndarray:
+    """GPAW's force terms (Ha/Bohr) of the compensation charges, vbar and the smooth core
+    density nc in `potential` at `dft.density`."""
+    density = dft.density
+    forces = atom_centred_terms(dft, potential)
+    vt_R = density.nt_sR.desc.from_data(potential.vt_sR.data.mean(axis=0))
+    for a, dF_v in density.nct_aX.derivative(vt_R).items():
+        forces[a] += dF_v[:, 0]
+    return forces
+
+
 def _perturbed_potential(dft, n_sR: np.ndarray, D_asii: dict[int, np.ndarray], factor: float):
-    """GPAW's potential at the current density + factor * (n, D), and the atom-centred force
-    terms (Ha/Bohr: compensation charges, nc, vbar) there; the density is restored."""
+    """GPAW's potential at the current density + factor * (n, D), and `_atom_centred_forces`
+    there; the density is restored."""
     density = dft.density
     add_to_density(density, n_sR, D_asii, factor)
     try:
         potential, _, _ = dft.pot_calc.calculate(density, dft.ibzwfs,
                                                  dft.potential.vHt_x.copy())
-        forces = atom_centred_terms(dft, potential)
-        vt_R = density.nt_sR.desc.from_data(potential.vt_sR.data.mean(axis=0))
-        for a, dF_v in density.nct_aX.derivative(vt_R).items():
-            forces[a] += dF_v[:, 0]
+        return potential, _atom_centred_forces(dft, potential)
     finally:
         add_to_density(density, n_sR, D_asii, -factor)
-    return potential, forces
 
 
-def harris_force_terms(dft, output_hamiltonians: np.ndarray, n_electrons: float,
-                       step: float = 1e-3) -> HarrisForceTerms:
-    """Harris-Foulkes force terms of the state installed in `dft` (module docstring).
+def _potential_matrices(dft, vt_sR: np.ndarray, dH_asii: dict[int, np.ndarray]) -> np.ndarray:
+    """(n_spins, n_k, N, N) matrices of a potential change (pseudo potential on the coarse
+    grid and PAW dH, Hartree) in the LCAO basis: GPAW's Hamiltonian matrix without T."""
+    from gpaw.new.lcao.hamiltonian import CollinearHamiltonianMatrixCalculator
+
+    basis = dft.scf_loop.hamiltonian.basis
+    calculator = CollinearHamiltonianMatrixCalculator(
+        [basis.calculate_potential_matrices(np.ascontiguousarray(vt_R)) for vt_R in vt_sR],
+        [{a: dH[s] for a, dH in dH_asii.items()} for s in range(len(vt_sR))],
+        basis, include_kinetic=False)
+    matrices = []
+    for wfs in dft.ibzwfs:
+        V_MM = calculator.calculate_matrix(wfs)
+        if wfs.dtype == complex:
+            V_MM.add_hermitian_conjugate(scale=0.5)
+        else:
+            V_MM.tril2full()
+        matrices.append(np.array(V_MM.data))
+    return _stacked(dft, matrices)
+
+
+def state_forces(dft, output_hamiltonians: np.ndarray, n_electrons: float,
+                 harris_share: float, step: float = 1e-3) -> StateForces:
+    """Forces of the state installed in `dft` for A = (1 - s) A_KS + s A_HF (module docstring).
+
+    With s = 0 these are GPAW's own forces of the state (gpaw.new.calculation.DFT's forces,
+    assembled here from the same terms so that the Harris parts share their grid integrals:
+    the basis functions in v[n_out] with rho + s Delta, the overlap with W + s (W' - W)).
 
     Args:
         dft: GPAW's DFT object with the model's state installed
@@ -103,35 +140,31 @@ def harris_force_terms(dft, output_hamiltonians: np.ndarray, n_electrons: float,
             potential v[n_out].
         output_hamiltonians: (n_spins, n_k, N, N) H[n_out] (eV) at GPAW's k-points.
         n_electrons: electrons placed.
+        harris_share: s, the Harris-Foulkes share of the functional.
         step: size of e n_Delta relative to the pseudo density (central difference).
     """
     ibzwfs, density = dft.ibzwfs, dft.density
-    H_out = [output_hamiltonians[wfs.spin, wfs.k] / Ha for wfs in ibzwfs]
-    harris = harris_states(dft, H_out, n_electrons)
     rho = _stacked(dft, [wfs.calculate_density_matrix() for wfs in ibzwfs])
     W = _stacked(dft, [wfs.calculate_density_matrix(eigs=True) for wfs in ibzwfs])
-    delta = harris.density_matrices(dft) - rho
-    forces = overlap_terms(dft, harris.density_matrices(dft, energy_weighted=True) - W)
-    forces += basis_terms(dft, delta)
-
-    n_sR, D_asii = density_of(dft, delta)
     kernel = np.zeros_like(output_hamiltonians)
-    largest = np.abs(n_sR).max()
-    if largest == 0.0:
-        return HarrisForceTerms(forces * Ha / Bohr, kernel)
-    eps = step * np.abs(density.nt_sR.data).max() / largest
+    delta = np.zeros_like(rho)
+    if harris_share:
+        H_out = [output_hamiltonians[wfs.spin, wfs.k] / Ha for wfs in ibzwfs]
+        harris = harris_states(dft, H_out, n_electrons)
+        delta = harris.density_matrices(dft) - rho
+        W = W + harris_share * (harris.density_matrices(dft, energy_weighted=True) - W)
+    forces = (basis_terms(dft, rho + harris_share * delta) + overlap_terms(dft, W)
+              + _atom_centred_forces(dft, dft.potential))
+    n_sR, D_asii = density_of(dft, delta) if harris_share else (None, None)
+    if not harris_share or np.abs(n_sR).max() == 0.0:
+        return StateForces(forces * Ha / Bohr, kernel)
+
+    eps = step * np.abs(density.nt_sR.data).max() / np.abs(n_sR).max()
     (plus, forces_plus), (minus, forces_minus) = (
         _perturbed_potential(dft, n_sR, D_asii, sign * eps) for sign in (1.0, -1.0))
     dvt_sR = (plus.vt_sR.data - minus.vt_sR.data) / (2 * eps)
     ddH_asii = {a: (dH - minus.dH_asii[a]) / (2 * eps) for a, dH in plus.dH_asii.items()}
-    forces += basis_terms(dft, rho, dvt_sR, ddH_asii, kinetic=False)
-    forces += (forces_plus - forces_minus) / (2 * eps)
-
-    # Y: one matrix calculator per potential, each state's matrix computed once (GPAW adds
-    # T and the PAW terms in place into a calculator's cached matrix at Γ)
-    hamiltonian = dft.scf_loop.hamiltonian
-    calculators = [hamiltonian.create_hamiltonian_matrix_calculator(p) for p in (plus, minus)]
-    for wfs in ibzwfs:
-        H_plus, H_minus = (np.array(c.calculate_matrix(wfs).data) for c in calculators)
-        kernel[wfs.spin, wfs.k] = (H_plus - H_minus) / (2 * eps) * Ha
-    return HarrisForceTerms(forces * Ha / Bohr, kernel)
+    forces += harris_share * (basis_terms(dft, rho, dvt_sR, ddH_asii, kinetic=False)
+                              + (forces_plus - forces_minus) / (2 * eps))
+    kernel = harris_share * Ha * _potential_matrices(dft, dvt_sR, ddH_asii)
+    return StateForces(forces * Ha / Bohr, kernel.astype(output_hamiltonians.dtype))
