@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
 from mlh.model.predictor import Predictor
-from physics.dft.functional import FUNCTIONALS
+from physics.dft.functional import harris_share
 
 __all__ = ["MLHCalculator", "CalculatorInputError", "REPULSION_FILE"]
 
@@ -72,10 +72,12 @@ class MLHCalculator(Calculator):
         skin: extra reach of the model's neighbour lists (Å).
         charge: net charge (e).
         h: dft and scf routes: GPAW's grid spacing (Å).
-        functional: dft route: "kohn-sham" (variational), "harris" (Harris-Foulkes) or the
-            "mean" of the two (physics.dft.functional.DFTFunctionalResult.energies); energy
-            and forces are the chosen functional's (physics.dft.harris_forces). The mean is
-            for insulators: in metals the Harris error is the larger one.
+        functional: dft route: "kohn-sham" (variational), "harris" (Harris-Foulkes), the
+            "mean" of the two, or a Harris-Foulkes share s in [0, 1] ((1 - s) Kohn-Sham +
+            s Harris; a model's share is fitted on its validation records by
+            benchmarks/harris_share.py); energy and forces are the chosen functional's
+            (physics.dft.harris_forces). Mixtures are for insulators: in metals the Harris
+            error is the larger one.
         response: dft route: add the response term to GPAW's forces (exact -dA/dR);
             False for GPAW's forces of the state alone (cheaper, not conservative).
         maxiter: scf route: most SCF iterations (GPAW's default 300).
@@ -106,7 +108,7 @@ class MLHCalculator(Calculator):
         skin: float = 0.5,
         charge: float = 0.0,
         h: float = 0.2,
-        functional: Literal["kohn-sham", "harris", "mean"] = "kohn-sham",
+        functional: Literal["kohn-sham", "harris", "mean"] | float = "kohn-sham",
         response: bool = True,
         maxiter: int = 300,
         scf_later_start: str = "previous",
@@ -115,9 +117,10 @@ class MLHCalculator(Calculator):
         super().__init__(**kwargs)
         if route not in ("band", "dft", "scf"):
             raise CalculatorInputError(f"unknown route {route!r}; choose 'dft', 'band' or 'scf'")
-        if functional not in FUNCTIONALS:
-            raise CalculatorInputError(f"unknown functional {functional!r}; choose one of "
-                                       f"{', '.join(FUNCTIONALS)}")
+        try:
+            harris_share(functional)
+        except MLHError as error:
+            raise CalculatorInputError(str(error)) from None
         if kpts is not None and (np.shape(kpts) != (3,) or np.min(kpts) < 1):
             raise CalculatorInputError(f"kpts must be three positive integers, got {kpts}")
         try:

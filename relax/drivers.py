@@ -59,11 +59,12 @@ def add_calculator_arguments(parser: argparse.ArgumentParser, default_model: Pat
                         help="dft: GPAW's functional at the model's density (accurate); "
                              "band: band energy + repulsion (fast); scf: GPAW's own SCF "
                              "started from the model's density (exact GPAW results)")
-    parser.add_argument("--functional", choices=["kohn-sham", "harris", "mean"],
-                        default="kohn-sham", help="dft route: the functional whose energy and "
-                        "forces are used: GPAW's Kohn-Sham functional at the model's density "
-                        "(variational), the Harris-Foulkes one, or their mean (closest for "
-                        "insulators such as SiO2, worse for metals; docs/physics.md)")
+    parser.add_argument("--functional", default="kohn-sham", help="dft route: the functional "
+                        "whose energy and forces are used: kohn-sham (GPAW's Kohn-Sham "
+                        "functional at the model's density, variational), harris "
+                        "(Harris-Foulkes), mean, or a Harris-Foulkes share s in [0, 1] "
+                        "((1 - s) Kohn-Sham + s Harris; mixtures are closest for insulators "
+                        "such as SiO2, worse for metals; docs/physics.md)")
     parser.add_argument("--repulsion", type=Path, default=None,
                         help="repulsion JSON (band route; default MODEL/repulsion.json)")
     parser.add_argument("--kpts", default=None, help="Monkhorst-Pack grid, e.g. 2x2x1 "

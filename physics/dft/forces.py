@@ -1,4 +1,7 @@
-"""The DFT-functional route for a predictor, with forces that are exactly -dE_KS/dR.
+"""The DFT-functional route for a predictor, with forces that are exactly -dA/dR.
+
+A is the Kohn-Sham free energy at the model's density (below), the Harris-Foulkes one, or
+their mean (`functional`; the Harris parts in physics.dft.harris_forces).
 
 A(R) = E_KS[n(rho(H_model(R), S(R)))] - T S[f]: GPAW's Kohn-Sham Mermin free energy at the
 density of the model's occupied states (physics.dft.functional), with the entropy of the
@@ -48,12 +51,12 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.band.route import BandEnergyRoute
 from physics.density_matrix import kspace_blocks
 from physics.dft.functional import (
-    FUNCTIONALS,
     BaselineHamiltonian,
     DFTFunctionalResult,
     check_baseline_grid,
     functional_at_state,
     gpaw_calculation,
+    harris_share,
     record_inputs,
 )
 from physics.dft.harris_forces import state_forces
@@ -61,9 +64,6 @@ from physics.dft.response import density_matrix_gradients
 
 __all__ = ["ModelDFTRoute", "wrapped_record"]
 
-_HARRIS_SHARE = {"kohn-sham": 0.0, "harris": 1.0, "mean": 0.5}
-"""Share s of the Harris-Foulkes free energy in the functional whose forces are returned:
-A = (1 - s) A_KS + s A_HF."""
 
 
 def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
@@ -96,7 +96,8 @@ class ModelDFTRoute:
         charge: net charge (e).
         skin: extra reach of the model's neighbour lists (Å).
         functional: whose free energy the forces are minus the gradient of: "kohn-sham",
-            "harris" (physics.dft.harris_forces) or their "mean".
+            "harris" (physics.dft.harris_forces), their "mean", or a Harris-Foulkes share s
+            in [0, 1] ((1 - s) A_KS + s A_HF; physics.dft.functional.harris_share).
 
     Raises:
         MLHError: an unknown functional, or a correction model with a charge or another
@@ -104,11 +105,8 @@ class ModelDFTRoute:
     """
 
     def __init__(self, predictor: Predictor, settings: GPAWSettings, charge: float = 0.0,
-                 skin: float = 0.5, functional: str = "kohn-sham"):
-        if functional not in _HARRIS_SHARE:
-            raise MLHError(f"unknown functional {functional!r}; choose one of "
-                           f"{', '.join(FUNCTIONALS)}")
-        self.harris_share = _HARRIS_SHARE[functional]
+                 skin: float = 0.5, functional: str | float = "kohn-sham"):
+        self.harris_share = harris_share(functional)
         self.settings = settings
         self.charge = float(charge)
         self.correction = predictor.config.target == "correction"

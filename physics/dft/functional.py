@@ -53,7 +53,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
-    "FUNCTIONALS", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
+    "FUNCTIONALS", "harris_share", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
     "dft_functional_for_record", "valence_charges", "gpaw_calculation", "BaselineHamiltonian",
     "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE", "HarrisStates", "harris_states",
@@ -63,8 +63,28 @@ OVERLAP_TOLERANCE = 1e-6
 """Largest |S_record - S_GPAW| accepted: larger means the record does not belong to the
 structure and settings GPAW was given."""
 
-FUNCTIONALS = ("kohn-sham", "harris", "mean")
-"""The energies `DFTFunctionalResult.energies` reports."""
+FUNCTIONALS = {"kohn-sham": 0.0, "harris": 1.0, "mean": 0.5}
+"""The named functionals of `DFTFunctionalResult.energies` and their Harris-Foulkes share s:
+A = (1 - s) A_KS + s A_HF."""
+
+
+def harris_share(functional: str | float) -> float:
+    """The Harris-Foulkes share s in [0, 1] of a functional: a name of FUNCTIONALS or s
+    itself (a number, or its text as a command line gives it).
+
+    Raises:
+        MLHError: an unknown name or a number outside [0, 1].
+    """
+    if isinstance(functional, str) and functional in FUNCTIONALS:
+        return FUNCTIONALS[functional]
+    try:
+        share = float(functional)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if not 0.0 <= share <= 1.0:  # also NaN
+        raise MLHError(f"unknown functional {functional!r}; choose one of "
+                       f"{', '.join(FUNCTIONALS)} or a Harris-Foulkes share between 0 and 1")
+    return share
 
 HamiltonianFunction = Callable[[np.ndarray | None, int], np.ndarray]
 """hamiltonian_k(k, spin) -> dense (N, N) H in eV; k reduced, None for the real Γ matrix."""
@@ -108,28 +128,23 @@ class DFTFunctionalResult:
     output_hamiltonians: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def energies(self, functional: str = "kohn-sham") -> tuple[float, float]:
+    def energies(self, functional: str | float = "kohn-sham") -> tuple[float, float]:
         """(energy, free energy) in eV of one functional at this density: "kohn-sham"
-        (variational: an upper bound of the SCF value), "harris" (Harris-Foulkes), or "mean"
-        of the two. Both errors are second order in the density error; for SiO2 correction
-        models their signs are opposite and their sizes within ~30 % (docs/physics.md), so
-        the mean errs 7-16x less than the Kohn-Sham value. In metallic cells (Nb-doped
-        WSe2) the Harris error is 3-10x the Kohn-Sham one and the mean is worse. The mean is
-        an estimate, not a functional with forces: the route's forces are the Kohn-Sham
-        free energy's whatever is chosen.
+        (variational: an upper bound of the SCF value), "harris" (Harris-Foulkes), their
+        "mean", or a Harris-Foulkes share s in [0, 1] ((1 - s) Kohn-Sham + s Harris). Both
+        errors are second order in the density error; for SiO2 correction models their
+        signs are opposite and their sizes within ~30 % (docs/physics.md), so the mean errs
+        7-16x less than the Kohn-Sham value. In metallic cells (Nb-doped WSe2) the Harris
+        error is 3-10x the Kohn-Sham one and the mean is worse. The forces of a result are
+        those of one functional: physics.dft.forces.ModelDFTRoute gives the forces of the
+        functional it was made with.
 
         Raises:
             MLHError: an unknown functional.
         """
-        kohn_sham = (self.energy, self.free_energy)
-        harris = (self.harris_energy, self.harris_free_energy)
-        if functional == "kohn-sham":
-            return kohn_sham
-        if functional == "harris":
-            return harris
-        if functional == "mean":
-            return 0.5 * (kohn_sham[0] + harris[0]), 0.5 * (kohn_sham[1] + harris[1])
-        raise MLHError(f"unknown functional {functional!r}; choose one of {', '.join(FUNCTIONALS)}")
+        share = harris_share(functional)
+        return ((1.0 - share) * self.energy + share * self.harris_energy,
+                (1.0 - share) * self.free_energy + share * self.harris_free_energy)
 
 
 # ------------------------------------------------------------------ records -> GPAW input

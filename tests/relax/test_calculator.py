@@ -109,6 +109,10 @@ def test_bad_input(predictor, calculator):
         MLHCalculator(predictor, route="tight-binding")
     with pytest.raises(MLHError, match="h: Input should be less than or equal to 0.5"):
         MLHCalculator(predictor, route="dft", h=5.0)
+    for functional in ("pbe", 1.5, "nan"):
+        with pytest.raises(MLHError, match="unknown functional .* or a Harris-Foulkes share "
+                                           "between 0 and 1"):
+            MLHCalculator(predictor, route="dft", functional=functional)
     with pytest.raises(MLHError, match="a cell is required"):
         calculator.get_potential_energy(Atoms("WSe2", positions=molecule().positions))
 

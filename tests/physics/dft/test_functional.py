@@ -75,6 +75,9 @@ def test_perturbed_hamiltonian_is_variational(gpaw_records, route):
     assert energy == pytest.approx(0.5 * (result.energy + result.harris_energy), abs=1e-12)
     assert abs(free - reference.free_energy) < excess
     assert result.energies("harris") == (result.harris_energy, result.harris_free_energy)
+    assert result.energies("0.25")[1] == pytest.approx(
+        0.75 * result.free_energy + 0.25 * result.harris_free_energy, abs=1e-12)
+    assert result.energies(0.0) == result.energies("kohn-sham")
     with pytest.raises(MLHError, match="unknown functional 'pbe'"):
         result.energies("pbe")
 
