@@ -52,6 +52,7 @@ from mlh.gpaw.settings import GPAWSettings, load_settings
 from mlh.gpaw.structures import quartz_with_vacancy
 from mlh.grids import parse_grid
 from mlh.model.predictor import Predictor
+from physics.dft.functional import harris_share
 from relax.calculator import MLHCalculator
 from relax.optimize import relax
 
@@ -159,14 +160,26 @@ def point_errors(route: dict, reference: dict, n_atoms: int) -> dict:
 
 
 # ------------------------------------------------------------------ the benchmark
-ROUTES = ["dft", "dft-mean", "dft-harris", "band", "scf"]
-"""The routes this benchmark runs: "dft" with the Kohn-Sham functional, "dft-<functional>"
-with another one (energy and forces of that functional)."""
+def route_name(name: str) -> str:
+    """A route this benchmark runs: "dft" (Kohn-Sham functional), "band", "scf", or
+    "dft-<functional>" (a name or Harris-Foulkes share of physics.dft.functional.harris_share).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else."""
+    route, _, functional = name.partition("-")
+    try:
+        if route not in ("dft", "band", "scf") or (functional and route != "dft"):
+            raise MLHError(f"unknown route {name!r}")
+        if functional:
+            harris_share(functional)
+    except MLHError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
 
 
 def route_calculator(predictor: Predictor, settings: GPAWSettings, route: str,
                      model: Path) -> MLHCalculator:
-    """The calculator of one of ROUTES, with the settings of the model's GPAW data."""
+    """The calculator of a `route_name`, with the settings of the model's GPAW data."""
     name, _, functional = route.partition("-")
     options = {"functional": functional} if functional else {}
     if name == "band":
@@ -183,12 +196,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="*", default=["2x2x2", "2x2x3"],
                         help="single-point cells (none: relaxations only)")
     parser.add_argument("--relax-size", default="2x2x2")
-    parser.add_argument("--routes", nargs="*", default=["dft", "band"], choices=ROUTES,
-                        help="routes to evaluate (none: GPAW's side only, no model needed); "
-                        "dft-mean and dft-harris: the dft route with that functional's energy "
-                        "and forces")
+    parser.add_argument("--routes", nargs="*", default=["dft", "band"], type=route_name,
+                        help="routes to evaluate (none: GPAW's side only, no model needed): "
+                        "dft, band, scf, or dft-<functional> (mean, harris or a Harris-Foulkes "
+                        "share such as 0.41): the dft route with that functional's energy and "
+                        "forces")
     parser.add_argument("--relax-methods", nargs="*", default=["gpaw", "dft", "band"],
-                        choices=["gpaw", *ROUTES], help="relaxations to run (several "
+                        type=lambda name: name if name == "gpaw" else route_name(name),
+                        help="relaxations to run, gpaw or a route (several "
                         "processes can share WORKDIR with different methods)")
     parser.add_argument("--relax-kinds", nargs="*", default=["host", "defect"],
                         choices=["host", "defect"], help="cells to relax (two processes can "
