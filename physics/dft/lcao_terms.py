@@ -24,6 +24,15 @@ def _atom_indices(wfs) -> list[tuple[int, int, int]]:
     return indices
 
 
+def _per_state(dft, Y_skMM: np.ndarray):
+    """(wfs, (dThetadR, dTdR, dPdR), row range, Y^T in GPAW's dtype, atom indices) for each
+    state of `dft.ibzwfs`: what GPAW's LCAO force terms take."""
+    for wfs in dft.ibzwfs:
+        derivatives = wfs.tci_derivatives.calculate_derivatives(wfs.q)
+        YT_MM = np.ascontiguousarray(Y_skMM[wfs.spin, wfs.k].T, dtype=wfs.S_MM.data.dtype)
+        yield wfs, derivatives, wfs.T_MM.dist.my_row_range(), YT_MM, _atom_indices(wfs)
+
+
 def basis_terms(dft, Y_skMM: np.ndarray, vt_sR: np.ndarray | None = None,
                 dH_asii: dict[int, np.ndarray] | None = None, kinetic: bool = True
                 ) -> np.ndarray:
@@ -36,11 +45,7 @@ def basis_terms(dft, Y_skMM: np.ndarray, vt_sR: np.ndarray | None = None,
         vt_sR = dft.potential.vt_sR.data
         dH_asii = dft.potential.dH_asii
     F_av = np.zeros((len(dft.setups), 3))
-    for wfs in dft.ibzwfs:
-        _, dTdR_vMM, dPdR_avMi = wfs.tci_derivatives.calculate_derivatives(wfs.q)
-        rows = wfs.T_MM.dist.my_row_range()
-        rhoT_MM = np.ascontiguousarray(Y_skMM[wfs.spin, wfs.k].T, dtype=wfs.S_MM.data.dtype)
-        indices = _atom_indices(wfs)
+    for wfs, (_, dTdR_vMM, dPdR_avMi), rows, rhoT_MM, indices in _per_state(dft, Y_skMM):
         if kinetic:
             add_kinetic_term(rhoT_MM, dTdR_vMM[:, rows[0]:rows[1]], F_av, indices,
                              wfs.atomdist.indices, rows)
@@ -59,11 +64,7 @@ def overlap_terms(dft, W_skMM: np.ndarray) -> np.ndarray:
     from gpaw.new.lcao.forces import add_den_mat_paw_term, add_den_mat_term
 
     F_av = np.zeros((len(dft.setups), 3))
-    for wfs in dft.ibzwfs:
-        dThetadR_vMM, _, dPdR_avMi = wfs.tci_derivatives.calculate_derivatives(wfs.q)
-        rows = wfs.T_MM.dist.my_row_range()
-        erhoT_MM = np.ascontiguousarray(W_skMM[wfs.spin, wfs.k].T, dtype=wfs.S_MM.data.dtype)
-        indices = _atom_indices(wfs)
+    for wfs, (dThetadR_vMM, _, dPdR_avMi), rows, erhoT_MM, indices in _per_state(dft, W_skMM):
         add_den_mat_term(erhoT_MM, dThetadR_vMM[:, rows[0]:rows[1]], F_av, indices,
                          wfs.atomdist.indices, rows)
         for b in wfs.atomdist.indices:

@@ -56,18 +56,24 @@ def rattled_correction(correction_calculator):
     return atoms, correction_calculator.get_potential_energy(atoms, force_consistent=True), forces
 
 
+def central_difference(calculator, atoms, atom: int, axis: int, step: float) -> float:
+    """-(A(x + h) - A(x - h)) / 2h of the calculator's free energy A (eV/Å) along one
+    component of the positions."""
+    energies = []
+    for sign in (1, -1):
+        moved = atoms.copy()
+        moved.positions[atom, axis] += sign * step
+        energies.append(calculator.get_potential_energy(moved, force_consistent=True))
+    return -(energies[0] - energies[1]) / (2 * step)
+
+
 def test_forces_are_minus_the_gradient_of_the_free_energy(dft_calculator, rattled):
     atoms, _, forces = rattled
     without = MLHCalculator(dft_calculator.predictor, route="dft", kpts=(2, 2, 1), skin=1.0,
                             response=False).get_forces(atoms)
 
-    def free_energy(atom: int, axis: int, step: float) -> float:
-        moved = atoms.copy()
-        moved.positions[atom, axis] += step
-        return dft_calculator.get_potential_energy(moved, force_consistent=True)
-
     for atom, axis in [(0, 0), (1, 2), (2, 1)]:
-        estimates = [-(free_energy(atom, axis, h) - free_energy(atom, axis, -h)) / (2 * h)
+        estimates = [central_difference(dft_calculator, atoms, atom, axis, h)
                      for h in (0.005, 0.0025)]
         richardson = (4 * estimates[1] - estimates[0]) / 3
         assert forces[atom, axis] == pytest.approx(richardson, abs=5e-4)
@@ -82,15 +88,9 @@ def test_correction_model_forces_are_minus_the_gradient(correction_calculator,
     Richardson extrapolation they agreed within 1.1e-4 eV/Å (all three atoms)."""
     atoms, _, forces = rattled_correction
 
-    def free_energy(atom: int, axis: int, step: float) -> float:
-        moved = atoms.copy()
-        moved.positions[atom, axis] += step
-        return correction_calculator.get_potential_energy(moved, force_consistent=True)
-
     for atom, axis in [(0, 0), (1, 2)]:
-        h = 0.0025
-        difference = -(free_energy(atom, axis, h) - free_energy(atom, axis, -h)) / (2 * h)
-        assert forces[atom, axis] == pytest.approx(difference, abs=1e-3)
+        assert forces[atom, axis] == pytest.approx(
+            central_difference(correction_calculator, atoms, atom, axis, 0.0025), abs=1e-3)
 
 
 def test_potential_correction_model_forces_are_minus_the_gradient():
@@ -101,13 +101,8 @@ def test_potential_correction_model_forces_are_minus_the_gradient():
     atoms = wse2_primitive(rattle=0.08, seed=5)
     forces = calculator.get_forces(atoms)
 
-    def free_energy(step: float) -> float:
-        moved = atoms.copy()
-        moved.positions[1, 2] += step
-        return calculator.get_potential_energy(moved, force_consistent=True)
-
-    h = 0.0025
-    assert forces[1, 2] == pytest.approx(-(free_energy(h) - free_energy(-h)) / (2 * h), abs=1e-3)
+    assert forces[1, 2] == pytest.approx(central_difference(calculator, atoms, 1, 2, 0.0025),
+                                         abs=1e-3)
 
 
 @pytest.mark.parametrize("model, functional", [("correction", "harris"), ("direct", "mean")])
@@ -124,13 +119,8 @@ def test_harris_and_mean_forces_are_minus_the_gradient(predictor, rattled_correc
                                functional=functional)
     forces = calculator.get_forces(atoms)
 
-    def free_energy(step: float) -> float:
-        moved = atoms.copy()
-        moved.positions[1, 2] += step
-        return calculator.get_potential_energy(moved, force_consistent=True)
-
-    h = 0.0025
-    assert forces[1, 2] == pytest.approx(-(free_energy(h) - free_energy(-h)) / (2 * h), abs=1e-3)
+    assert forces[1, 2] == pytest.approx(central_difference(calculator, atoms, 1, 2, 0.0025),
+                                         abs=1e-3)
     assert np.abs(forces - kohn_sham).max() > 0.05
     if functional == "mean":
         harris = MLHCalculator(source, route="dft", kpts=(2, 2, 1), skin=1.0,
