@@ -12,7 +12,9 @@ on GPAW records with energies and forces (the validation split of --config, plus
 never test cells) and fits s by least squares over all force components (and, reported
 beside it, over the energies per atom). It reports per record and in all the Kohn-Sham,
 Harris, mean and fitted-share errors: energy (meV/atom) and force MAE (meV/Å). The fitted
-share is what `MLHCalculator(functional=s)` and the drivers' `--functional s` take.
+share is what `MLHCalculator(functional=s)` and the drivers' `--functional s` take; with
+--write-model it is stored in the model folder (harris_share.json, three decimals), where
+`functional="fitted"` finds it.
 
 Each record's evaluations are stored in WORKDIR/model-<digest>/<record>.json as they finish,
 so a killed run resumes. GPAW settings from --gpaw-config (those of the model's data).
@@ -36,6 +38,7 @@ from mlh.model.predictor import Predictor
 from mlh.record.io import read_record
 from mlh.train.loop import split_files
 from physics.dft.forces import ModelDFTRoute
+from physics.dft.functional import FITTED_SHARE_FILE
 
 from _results import write_results
 
@@ -86,6 +89,9 @@ def main() -> None:
     parser.add_argument("--gpaw-config", type=Path, default=ROOT / "examples" / "sio2_gpaw.yaml")
     parser.add_argument("--workdir", type=Path, default=ROOT / "out" / "harris_share")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--write-model", action="store_true", help="also store the fitted "
+                        "share in the model folder (harris_share.json), which "
+                        "functional='fitted' reads")
     args = parser.parse_args()
 
     predictor = Predictor.load(args.model)
@@ -131,6 +137,16 @@ def main() -> None:
                   round(e["force_mae_meV_per_angstrom"], 1)) for name, e in result["per_share"].items()})
     write_results(result, args.out)
     print(f"written to {args.out}")
+    if args.write_model:
+        stored = args.model / FITTED_SHARE_FILE
+        write_results({"harris_share": round(share, 3), "fitted_by": "benchmarks/harris_share.py",
+                       "model_digest": predictor.digest, "records": list(rows),
+                       "n_force_components": result["n_force_components"],
+                       "force_mae_meV_per_angstrom": {
+                           name: errors(all_rows, value)["force_mae_meV_per_angstrom"]
+                           for name, value in (("kohn-sham", 0.0), ("fitted", round(share, 3)))}},
+                      stored)
+        print(f"written to {stored}")
 
 
 if __name__ == "__main__":

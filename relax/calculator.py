@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings, gpaw_settings_of
 from mlh.model.predictor import Predictor
-from physics.dft.functional import harris_share
+from physics.dft.functional import FITTED_SHARE_FILE, fitted_share, harris_share
 
 __all__ = ["MLHCalculator", "CalculatorInputError", "REPULSION_FILE"]
 
@@ -74,8 +74,9 @@ class MLHCalculator(Calculator):
         h: dft and scf routes: GPAW's grid spacing (Å).
         functional: dft route: "kohn-sham" (variational), "harris" (Harris-Foulkes), the
             "mean" of the two, or a Harris-Foulkes share s in [0, 1] ((1 - s) Kohn-Sham +
-            s Harris; a model's share is fitted on its validation records by
-            benchmarks/harris_share.py); energy and forces are the chosen functional's
+            s Harris), or "fitted": the share stored in the model folder (fitted on its
+            validation records by benchmarks/harris_share.py --write-model); energy and
+            forces are the chosen functional's
             (physics.dft.harris_forces). Mixtures are for insulators: in metals the Harris
             error is the larger one.
         response: dft route: add the response term to GPAW's forces (exact -dA/dR);
@@ -108,7 +109,7 @@ class MLHCalculator(Calculator):
         skin: float = 0.5,
         charge: float = 0.0,
         h: float = 0.2,
-        functional: Literal["kohn-sham", "harris", "mean"] | float = "kohn-sham",
+        functional: Literal["kohn-sham", "harris", "mean", "fitted"] | float = "kohn-sham",
         response: bool = True,
         maxiter: int = 300,
         scf_later_start: str = "previous",
@@ -118,6 +119,11 @@ class MLHCalculator(Calculator):
         if route not in ("band", "dft", "scf"):
             raise CalculatorInputError(f"unknown route {route!r}; choose 'dft', 'band' or 'scf'")
         try:
+            if functional == "fitted":
+                if isinstance(model, Predictor):
+                    raise MLHError("functional 'fitted' reads the model folder's "
+                                   f"{FITTED_SHARE_FILE}: give the folder, or a number")
+                functional = fitted_share(Path(model))
             harris_share(functional)
         except MLHError as error:
             raise CalculatorInputError(str(error)) from None

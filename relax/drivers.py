@@ -62,9 +62,9 @@ def add_calculator_arguments(parser: argparse.ArgumentParser, default_model: Pat
     parser.add_argument("--functional", default="kohn-sham", help="dft route: the functional "
                         "whose energy and forces are used: kohn-sham (GPAW's Kohn-Sham "
                         "functional at the model's density, variational), harris "
-                        "(Harris-Foulkes), mean, or a Harris-Foulkes share s in [0, 1] "
-                        "((1 - s) Kohn-Sham + s Harris; mixtures are closest for insulators "
-                        "such as SiO2, worse for metals; docs/physics.md)")
+                        "(Harris-Foulkes), mean, a Harris-Foulkes share s in [0, 1] "
+                        "((1 - s) Kohn-Sham + s Harris), or fitted (the share stored in the "
+                        "model folder, fitted on its validation records; docs/physics.md)")
     parser.add_argument("--repulsion", type=Path, default=None,
                         help="repulsion JSON (band route; default MODEL/repulsion.json)")
     parser.add_argument("--kpts", default=None, help="Monkhorst-Pack grid, e.g. 2x2x1 "

@@ -35,9 +35,11 @@ integrals), then evaluates once; nothing is cached between calls.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -53,7 +55,7 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
-    "FUNCTIONALS", "harris_share", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
+    "FUNCTIONALS", "harris_share", "fitted_share", "FITTED_SHARE_FILE", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
     "dft_functional_for_record", "valence_charges", "gpaw_calculation", "BaselineHamiltonian",
     "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE", "HarrisStates", "harris_states",
@@ -66,6 +68,30 @@ structure and settings GPAW was given."""
 FUNCTIONALS = {"kohn-sham": 0.0, "harris": 1.0, "mean": 0.5}
 """The named functionals of `DFTFunctionalResult.energies` and their Harris-Foulkes share s:
 A = (1 - s) A_KS + s A_HF."""
+
+
+FITTED_SHARE_FILE = "harris_share.json"
+"""A model folder's fitted Harris-Foulkes share (benchmarks/harris_share.py --write-model):
+{"harris_share": s, ...}; `functional="fitted"` of the calculator and the drivers uses it."""
+
+
+def fitted_share(model_dir: Path) -> float:
+    """The Harris-Foulkes share stored in a model folder (FITTED_SHARE_FILE).
+
+    Raises:
+        MLHError: no such file, or one without a share in [0, 1].
+    """
+    path = Path(model_dir) / FITTED_SHARE_FILE
+    if not path.is_file():
+        raise MLHError(f"{path}: no fitted Harris-Foulkes share; fit one with "
+                       f"benchmarks/harris_share.py --write-model, or give a number")
+    try:
+        share = float(json.loads(path.read_text())["harris_share"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise MLHError(f"{path}: not a fitted share file ({type(error).__name__}: {error})") from None
+    if not 0.0 <= share <= 1.0:
+        raise MLHError(f"{path}: the share {share} is not between 0 and 1")
+    return share
 
 
 def harris_share(functional: str | float) -> float:

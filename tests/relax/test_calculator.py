@@ -144,3 +144,24 @@ def test_from_gpaw_settings_takes_their_grid_k_points_and_width(predictor):
     calculator = MLHCalculator.from_gpaw_settings(predictor, settings, route="dft")
     assert (calculator.h, calculator.kpts, calculator.kpoint_density, calculator.width) == (
         0.18, (3, 3, 1), 1.5, 0.05)
+
+
+def test_fitted_functional_reads_the_model_folder(tmp_path, predictor):
+    """functional="fitted" takes the Harris-Foulkes share stored beside the model
+    (benchmarks/harris_share.py --write-model); without it, one message."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(MODEL, folder)
+    with pytest.raises(MLHError, match="harris_share.json: no fitted Harris-Foulkes share"):
+        MLHCalculator(folder, route="dft", functional="fitted")
+    (folder / "harris_share.json").write_text(json.dumps({"share": 0.3}))
+    with pytest.raises(MLHError, match="harris_share.json: not a fitted share file"):
+        MLHCalculator(folder, route="dft", functional="fitted")
+    (folder / "harris_share.json").write_text(json.dumps({"harris_share": 0.3}))
+    calculator = MLHCalculator(folder, route="dft", functional="fitted")
+    assert calculator.functional == 0.3
+    assert calculator._dft_route.harris_share == 0.3
+    with pytest.raises(MLHError, match="functional 'fitted' reads the model folder"):
+        MLHCalculator(predictor, route="dft", functional="fitted")
