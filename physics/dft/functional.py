@@ -161,7 +161,8 @@ class DFTFunctionalResult:
         errors are second order in the density error; for SiO2 correction models their
         signs are opposite and their sizes within ~30 % (docs/physics.md), so the mean errs
         7-16x less than the Kohn-Sham value. In metallic cells (Nb-doped WSe2) the Harris
-        error is 3-10x the Kohn-Sham one and the mean is worse. The forces of a result are
+        error is 3-10x the Kohn-Sham one and the mean is worse; a small share (0.08) is
+        better there. The forces of a result are
         those of one functional: physics.dft.forces.ModelDFTRoute gives the forces of the
         functional it was made with.
 
