@@ -30,12 +30,12 @@ from ase.io import read
 
 from mlh.gpaw.settings import load_settings
 from mlh.model.predictor import Predictor
+from physics.dft.functional import FUNCTIONALS
 from relax.calculator import MLHCalculator
 
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONALS = ("kohn-sham", "harris", "mean")
 
 
 def free_energies(calculator: MLHCalculator, atoms) -> tuple[float, float]:
@@ -97,7 +97,8 @@ def main() -> None:
         kohn_sham, harris = ((4 * fine - coarse) / 3 for coarse, fine in zip(*estimates))
         row = {"atom": atom, "axis": axis, "gpaw": gpaw[atom, axis],
                **{f"{name}_fd": value for name, value in
-                  (("kohn-sham", kohn_sham), ("harris", harris), ("mean", 0.5 * (kohn_sham + harris)))},
+                  (("kohn-sham", kohn_sham), ("harris", harris),
+                   ("mean", 0.5 * (kohn_sham + harris)))},
                **{name: analytic[name][atom, axis] for name in FUNCTIONALS}}
         rows.append(row)
         print({k: round(float(v), 4) for k, v in row.items()}, flush=True)

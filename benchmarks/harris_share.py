@@ -63,7 +63,8 @@ def evaluate_record(path: Path, routes: dict[str, ModelDFTRoute]) -> dict:
 
 def errors(rows: list[dict], share: float) -> dict:
     """Energy errors (meV/atom, per record) and force MAE (meV/Å, all components) of A_s."""
-    energy = [1e3 * ((1 - share) * r["kohn-sham"]["energy"] + share * r["kohn-sham"]["harris_energy"]
+    energy = [1e3 * ((1 - share) * r["kohn-sham"]["energy"]
+                     + share * r["kohn-sham"]["harris_energy"]
                      - r["gpaw_energy"]) / r["n_atoms"] for r in rows]
     forces = np.concatenate([((1 - share) * np.array(r["kohn-sham"]["forces"])
                               + share * np.array(r["harris"]["forces"])
@@ -134,7 +135,8 @@ def main() -> None:
     }
     print(json.dumps({k: result[k] for k in ("fitted_share_forces", "fitted_share_energies")}),
           {name: (round(e["mean_abs_energy_error_meV_per_atom"], 2),
-                  round(e["force_mae_meV_per_angstrom"], 1)) for name, e in result["per_share"].items()})
+                  round(e["force_mae_meV_per_angstrom"], 1))
+           for name, e in result["per_share"].items()})
     write_results(result, args.out)
     print(f"written to {args.out}")
     if args.write_model:

@@ -65,7 +65,6 @@ from physics.dft.response import density_matrix_gradients
 __all__ = ["ModelDFTRoute", "wrapped_record"]
 
 
-
 def wrapped_record(record: HamiltonianRecord) -> HamiltonianRecord:
     """The record with its atoms wrapped into the cell as GPAW wraps them.
 
@@ -161,18 +160,17 @@ class ModelDFTRoute:
         if not forces:
             return result
         start = time.perf_counter()
-        state = state_forces(dft, result.output_hamiltonians, result.n_electrons,
-                             self.harris_share)
+        state = state_forces(dft, result.harris_states, self.harris_share)
         timings = {**result.timings, "forces": time.perf_counter() - start}
         if not response:
             return replace(result, forces=state.forces, output_hamiltonians=None,
-                           timings=timings)
+                           harris_states=None, timings=timings)
         start = time.perf_counter()
         correction = self._response_gradient(atoms, record, hamiltonian_k, result,
                                              state.kernel_matrix, baseline, source)
         timings["response"] = time.perf_counter() - start
         return replace(result, forces=state.forces - correction, output_hamiltonians=None,
-                       timings=timings)
+                       harris_states=None, timings=timings)
 
     def _response_gradient(self, atoms, record, hamiltonian_k, result: DFTFunctionalResult,
                            harris_matrix: np.ndarray, baseline: _Baseline | None,

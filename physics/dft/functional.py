@@ -55,7 +55,8 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
 
 __all__ = [
-    "FUNCTIONALS", "harris_share", "fitted_share", "FITTED_SHARE_FILE", "DFTFunctionalResult", "evaluate_dft_functional", "functional_at_state",
+    "FUNCTIONALS", "harris_share", "fitted_share", "FITTED_SHARE_FILE", "DFTFunctionalResult",
+    "evaluate_dft_functional", "functional_at_state",
     "dft_functional_for_record", "valence_charges", "gpaw_calculation", "BaselineHamiltonian",
     "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE", "HarrisStates", "harris_states",
@@ -88,7 +89,8 @@ def fitted_share(model_dir: Path) -> float:
     try:
         share = float(json.loads(path.read_text())["harris_share"])
     except (ValueError, KeyError, TypeError) as error:
-        raise MLHError(f"{path}: not a fitted share file ({type(error).__name__}: {error})") from None
+        raise MLHError(f"{path}: not a fitted share file "
+                       f"({type(error).__name__}: {error})") from None
     if not 0.0 <= share <= 1.0:
         raise MLHError(f"{path}: the share {share} is not between 0 and 1")
     return share
@@ -137,6 +139,9 @@ class DFTFunctionalResult:
         n_electrons: electrons placed (valence minus charge).
         output_hamiltonians: (n_spins, n_k, N, N) H[n_out] (eV) at `kpoints`, GPAW's LCAO
             Hamiltonian of the output density, if asked for (else None).
+        harris_states: the eigenstates of H[n_out] the Harris-Foulkes energy counts (GPAW's
+            units; for the Harris forces, physics.dft.harris_forces), kept with
+            `output_hamiltonians` (else None).
         timings: seconds spent in "setup" (GPAW objects), "energy" and "forces".
     """
 
@@ -152,6 +157,7 @@ class DFTFunctionalResult:
     kpoint_weights: np.ndarray
     n_electrons: float = 0.0
     output_hamiltonians: np.ndarray | None = None
+    harris_states: HarrisStates | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def energies(self, functional: str | float = "kohn-sham") -> tuple[float, float]:
@@ -162,9 +168,8 @@ class DFTFunctionalResult:
         signs are opposite and their sizes within ~30 % (docs/physics.md), so the mean errs
         7-16x less than the Kohn-Sham value. In metallic cells (Nb-doped WSe2) the Harris
         error is 3-10x the Kohn-Sham one and the mean is worse; a small share (0.08) is
-        better there. The forces of a result are
-        those of one functional: physics.dft.forces.ModelDFTRoute gives the forces of the
-        functional it was made with.
+        better there. The forces of a result are those of one functional:
+        physics.dft.forces.ModelDFTRoute gives the forces of the functional it was made with.
 
         Raises:
             MLHError: an unknown functional.
@@ -429,7 +434,7 @@ def evaluate_dft_functional(
         overlap_k: optional overlap_k(k) -> (N, N) S of the caller; it must equal GPAW's S
             to OVERLAP_TOLERANCE (a check that H belongs to this structure and basis).
         log: GPAW text log (path or stream); None for none.
-        keep_output_hamiltonians: return H[n_out] (for the response term of the forces,
+        keep_output_hamiltonians: return H[n_out] and its Harris states (for the forces,
             physics.dft.forces).
 
     Returns:
@@ -513,6 +518,7 @@ def functional_at_state(
         kpoint_weights=np.asarray(ibzwfs.ibz.weight_k, float).copy(),
         n_electrons=float(nelectrons),
         output_hamiltonians=output_hamiltonians,
+        harris_states=harris if keep_output_hamiltonians else None,
         timings=timings,
     )
 

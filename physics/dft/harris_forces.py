@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase.units import Bohr, Ha
 
-from physics.dft.functional import harris_states
+from physics.dft.functional import HarrisStates
 from physics.dft.lcao_terms import (
     add_to_density,
     atom_centred_terms,
@@ -63,8 +63,8 @@ class StateForces:
         forces: (n_atoms, 3) F_GPAW + s {Tr[(W' - W) dS/dR] - Tr[Delta dH[n_out]/dR|_rho]}
             (eV/Å).
         kernel_matrix: (n_spins, n_k, N, N) s Y (eV) at GPAW's irreducible k-points (the
-            order of `output_hamiltonians`), H's convention: the Harris part of the A of the
-            response -Tr[A d rho/dR]; zero for s = 0.
+            order of the result's `output_hamiltonians`), H's convention: the Harris part
+            of the A of the response -Tr[A d rho/dR]; zero for s = 0.
     """
 
     forces: np.ndarray
@@ -126,8 +126,8 @@ def _potential_matrices(dft, vt_sR: np.ndarray, dH_asii: dict[int, np.ndarray]) 
     return _stacked(dft, matrices)
 
 
-def state_forces(dft, output_hamiltonians: np.ndarray, n_electrons: float,
-                 harris_share: float, step: float = 1e-3) -> StateForces:
+def state_forces(dft, harris: HarrisStates | None, harris_share: float,
+                 step: float = 1e-3) -> StateForces:
     """Forces of the state installed in `dft` for A = (1 - s) A_KS + s A_HF (module docstring).
 
     With s = 0 these are GPAW's own forces of the state (gpaw.new.calculation.DFT's forces,
@@ -138,19 +138,17 @@ def state_forces(dft, output_hamiltonians: np.ndarray, n_electrons: float,
         dft: GPAW's DFT object with the model's state installed
             (physics.dft.functional.install_density): wave functions, density n_out and
             potential v[n_out].
-        output_hamiltonians: (n_spins, n_k, N, N) H[n_out] (eV) at GPAW's k-points.
-        n_electrons: electrons placed.
+        harris: the eigenstates of H[n_out] (physics.dft.functional.harris_states; the
+            result of functional_at_state keeps them); needed for s > 0.
         harris_share: s, the Harris-Foulkes share of the functional.
         step: size of e n_Delta relative to the pseudo density (central difference).
     """
     ibzwfs, density = dft.ibzwfs, dft.density
     rho = _stacked(dft, [wfs.calculate_density_matrix() for wfs in ibzwfs])
     W = _stacked(dft, [wfs.calculate_density_matrix(eigs=True) for wfs in ibzwfs])
-    kernel = np.zeros_like(output_hamiltonians)
+    kernel = np.zeros_like(rho)
     delta = np.zeros_like(rho)
     if harris_share:
-        H_out = [output_hamiltonians[wfs.spin, wfs.k] / Ha for wfs in ibzwfs]
-        harris = harris_states(dft, H_out, n_electrons)
         delta = harris.density_matrices(dft) - rho
         W = W + harris_share * (harris.density_matrices(dft, energy_weighted=True) - W)
     forces = (basis_terms(dft, rho + harris_share * delta) + overlap_terms(dft, W)
@@ -167,4 +165,4 @@ def state_forces(dft, output_hamiltonians: np.ndarray, n_electrons: float,
     forces += harris_share * (basis_terms(dft, rho, dvt_sR, ddH_asii, kinetic=False)
                               + (forces_plus - forces_minus) / (2 * eps))
     kernel = harris_share * Ha * _potential_matrices(dft, dvt_sR, ddH_asii)
-    return StateForces(forces * Ha / Bohr, kernel.astype(output_hamiltonians.dtype))
+    return StateForces(forces * Ha / Bohr, kernel.astype(rho.dtype))

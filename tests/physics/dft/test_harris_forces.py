@@ -31,7 +31,7 @@ def test_without_harris_share_they_are_gpaws_forces(gpaw_records, name):
     _, record = gpaw_records(name)
     noise = 0.01 * np.random.default_rng(3).normal(size=record.H_pair.shape)
     dft, result = installed(replace(record, H_pair=record.H_pair + noise))
-    state = state_forces(dft, result.output_hamiltonians, result.n_electrons, 0.0)
+    state = state_forces(dft, result.harris_states, 0.0)
     np.testing.assert_allclose(state.forces, result.forces, atol=1e-6)
     assert not state.kernel_matrix.any()
 
@@ -39,6 +39,6 @@ def test_without_harris_share_they_are_gpaws_forces(gpaw_records, name):
 def test_at_the_converged_hamiltonian_harris_adds_nothing(gpaw_records):
     _, record = gpaw_records("wse2")
     dft, result = installed(record)
-    state = state_forces(dft, result.output_hamiltonians, result.n_electrons, 1.0)
+    state = state_forces(dft, result.harris_states, 1.0)
     assert np.abs(state.forces - result.forces).max() < 5e-3  # eV/Å: the SCF's convergence
     assert np.abs(state.kernel_matrix).max() < 1e-2 * np.abs(result.output_hamiltonians).max()
