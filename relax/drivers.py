@@ -100,14 +100,19 @@ def file_digest(paths: list[Path]) -> str:
 
 
 def calculator_attrs(args: argparse.Namespace) -> dict:
-    """Provenance attributes of a run: model (folder and content digest), route (and the dft
-    route's energy functional), k-points."""
+    """Provenance attributes of a run: model (folder and content digest, with the fitted
+    Harris share's file where the dft route reads it), route (and the dft route's
+    functional), k-points."""
     model = Path(args.model)
     files = [model / "model.json", model / "params.msgpack", model / "scale_shift.nc"]
     attrs = {"model": str(model), "route": args.route,
              "kpts": args.kpts or "density 2/Å^-1", "width_eV": args.width}
     if args.route == "dft":
         attrs["functional"] = args.functional
+        if args.functional == "fitted":  # the share is read from the model folder
+            from physics.dft.functional import FITTED_SHARE_FILE
+
+            files.append(model / FITTED_SHARE_FILE)
     if args.route == "band":
         repulsion = Path(args.repulsion or model / "repulsion.json")
         attrs["repulsion"] = str(repulsion)
