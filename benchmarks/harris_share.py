@@ -14,7 +14,8 @@ beside it, over the energies per atom). It reports per record and in all the Koh
 Harris, mean and fitted-share errors: energy (meV/atom) and force MAE (meV/Å). The fitted
 share is what `MLHCalculator(functional=s)` and the drivers' `--functional s` take; with
 --write-model it is stored in the model folder (harris_share.json, three decimals), where
-`functional="fitted"` finds it.
+`functional="fitted"` finds it. A share already stored there is evaluated too ("stored"):
+given records it was not fitted on, that is its out-of-sample check.
 
 Each record's evaluations are stored in WORKDIR/model-<digest>/<record>.json as they finish,
 so a killed run resumes. GPAW settings from --gpaw-config (those of the model's data).
@@ -38,7 +39,7 @@ from mlh.model.predictor import Predictor
 from mlh.record.io import read_record
 from mlh.train.loop import split_files
 from physics.dft.forces import ModelDFTRoute
-from physics.dft.functional import FITTED_SHARE_FILE
+from physics.dft.functional import FITTED_SHARE_FILE, fitted_share
 
 from _results import write_results
 
@@ -123,12 +124,15 @@ def main() -> None:
 
     share = least_squares_share(stacked_force_errors("kohn-sham"), stacked_force_errors("harris"))
     energy_share = least_squares_share(energy_errors("energy"), energy_errors("harris_energy"))
+    shares = {"kohn-sham": 0.0, "harris": 1.0, "mean": 0.5, "fitted": share}
+    if (args.model / FITTED_SHARE_FILE).exists():  # out of sample on records it was not fitted on
+        shares["stored"] = fitted_share(args.model)
     result = {
         "machine": platform.platform(), "model": str(args.model), "model_digest": predictor.digest,
         "records": list(rows), "n_force_components": int(stacked_force_errors("harris").size),
         "fitted_share_forces": share, "fitted_share_energies": energy_share,
-        "per_share": {name: errors(all_rows, value) for name, value in
-                      (("kohn-sham", 0.0), ("harris", 1.0), ("mean", 0.5), ("fitted", share))},
+        "shares": shares,
+        "per_share": {name: errors(all_rows, value) for name, value in shares.items()},
         "per_record_fitted": {name: errors([row], share) for name, row in rows.items()},
         "seconds_per_record": {name: {f: row[f]["seconds"] for f in ("kohn-sham", "harris")}
                                for name, row in rows.items()},

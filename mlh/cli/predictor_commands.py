@@ -1,4 +1,4 @@
-"""`mlh template | analyze | partition | train | infer | evaluate`: the predictor's commands.
+"""`mlh template | analyze | partition | train | infer | evaluate | seal | ensemble`: the predictor's commands.
 
 Each parses its arguments, calls one library function and reports; JAX is imported
 inside the commands. The model runs in float32; metrics are computed in float64 numpy.
@@ -202,3 +202,18 @@ def seal(
     from mlh.model.predictor import seal as seal_model
 
     typer.echo(f"model digest {seal_model(model)} written to {model / 'checksums.json'}")
+
+
+@app.command()
+@reports_errors
+def ensemble(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Committee folder to write.")],
+    members: Annotated[list[Path], typer.Argument(help="Two or more model folders of one "
+                                                       "architecture, species and basis.")],
+) -> None:
+    """Build a committee model: the mean of the members' predictions (copies of their
+    folders). Every command and route that takes a model takes the committee folder."""
+    from mlh.model.ensemble import write_ensemble
+
+    digest = write_ensemble(output, members)
+    typer.echo(f"committee of {len(members)} models written to {output} (digest {digest[:12]})")

@@ -198,16 +198,21 @@ class Predictor:
 
     @classmethod
     def load(cls, folder: Path) -> Predictor:
-        """Read a predictor folder; MLHError naming the missing, corrupt or changed file.
+        """Read a predictor folder (a committee folder gives an EnsemblePredictor,
+        mlh.model.ensemble); MLHError naming the missing, corrupt or changed file.
 
         A folder without checksums.json (older than model digests) loads with an
         MLHWarning: its files cannot be checked.
         """
         from flax import serialization
 
+        from mlh.model.ensemble import is_ensemble, load_ensemble
+
         folder = Path(folder)
         if not folder.is_dir():
             raise MLHError(f"{folder}: no such model folder")
+        if is_ensemble(folder):
+            return load_ensemble(folder)
         digest = verify_checksums(folder)
         if digest is None:
             warnings.warn(MLHWarning(

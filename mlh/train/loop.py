@@ -110,11 +110,15 @@ def _start_model(config: TrainConfig, layouts: OutputLayouts) -> Predictor:
     """The trained model `config.init_model`, checked against this run's model and data.
 
     Raises:
-        MLHError: an unreadable model, model settings that differ from `config.model`, or
-            species or basis differing from the training records'.
+        MLHError: an unreadable model, a committee, model settings that differ from
+            `config.model`, or species or basis differing from the training records'.
     """
+    from mlh.model.ensemble import EnsemblePredictor
+
     path = config.init_model
     start = Predictor.load(path)
+    if isinstance(start, EnsemblePredictor):
+        raise MLHError(f"{path}: a committee cannot be fine-tuned; start from one of its members")
     if start.config != config.model:
         raise MLHError(f"{path}: its model settings differ from the configuration's model section; "
                        "fine-tuning needs the same architecture")
