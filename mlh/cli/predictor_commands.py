@@ -1,4 +1,4 @@
-"""`mlh template | analyze | partition | train | infer | evaluate | seal | ensemble`: the predictor's commands.
+"""`mlh template | analyze | partition | train | infer | evaluate | seal | ensemble`: predictor commands.
 
 Each parses its arguments, calls one library function and reports; JAX is imported
 inside the commands. The model runs in float32; metrics are computed in float64 numpy.

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mlh.errors import MLHError
+from mlh.model.integrity import CHECKSUM_FILE, MODEL_FILES
 from mlh.model.kernel import ModelKernel
 from mlh.model.predictor import Predictor
 
@@ -148,8 +149,9 @@ def stack_members(members: list[Predictor], name: str = "the committee") -> Ense
 
 
 def write_ensemble(folder: Path, member_folders: list[Path]) -> str:
-    """Write a committee folder of copies of the member model folders (atomically,
-    replacing an existing one); return its digest.
+    """Write a committee folder of copies of the member models' files (atomically,
+    replacing an existing one; not their extras such as a fitted Harris share, which
+    belong to the committee's own folder); return its digest.
 
     Raises:
         MLHError: a member that does not load (named), members that differ (stack_members),
@@ -167,7 +169,10 @@ def write_ensemble(folder: Path, member_folders: list[Path]) -> str:
         entries = []
         for k, (path, member) in enumerate(zip(member_folders, members)):
             relative = f"{MEMBERS_FOLDER}/{k}"
-            shutil.copytree(path, tmp / relative)
+            (tmp / relative).mkdir(parents=True)
+            for name in (*MODEL_FILES, CHECKSUM_FILE):  # not a member's extras (its Harris share)
+                if (Path(path) / name).exists():  # models saved before digests have no checksums
+                    shutil.copy2(Path(path) / name, tmp / relative / name)
             entries.append({"folder": relative, "source": str(path), "digest": member.digest})
         (tmp / ENSEMBLE_FILE).write_text(json.dumps(
             {"format_version": ENSEMBLE_FORMAT, "members": entries}, indent=1))
