@@ -8,7 +8,8 @@ larger records (issue 16's targets), side by side.
 For each model: H MAE all / on-site / off-site / per species pair and eigenvalue MAE within
 E_F +- 5 eV, raw and after the best c·S per structure (`correction_ab.evaluate_model`), on the
 configuration's validation split and on every named set of --records (for example GPAW cells
-larger than any training cell). Units: meV.
+larger than any training cell). For a committee (mlh ensemble) also the members' on-site
+spread per record beside the committee's on-site error, and their correlation. Units: meV.
 """
 
 from __future__ import annotations
@@ -17,13 +18,32 @@ import argparse
 import platform
 from pathlib import Path
 
+import numpy as np
+
+from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
+from mlh.model.ensemble import EnsemblePredictor
 from mlh.model.predictor import Predictor
 from mlh.record.io import read_record, record_files
 from mlh.train.loop import split_files
 
 from _results import write_results
 from correction_ab import evaluate_model
+
+
+def committee_spread(committee: EnsemblePredictor, sets: dict[str, dict]) -> dict:
+    """Per record: the mean over on-site values of the members' standard deviation, and
+    of the committee's |H - H_GPAW| (meV); and their correlation over all records."""
+    rows = {}
+    for set_name, records in sets.items():
+        for record_name, reference in records.items():
+            onsite = np.stack([predict_record(m, reference, record_name).H_onsite[0] for m in committee.members])
+            rows[f"{set_name}/{record_name}"] = {
+                "onsite_spread_meV": 1e3 * float(onsite.std(axis=0).mean()),
+                "onsite_error_meV": 1e3 * float(np.abs(onsite.mean(axis=0) - reference.H_onsite[0]).mean())}
+    spread, error = (np.array([r[key] for r in rows.values()]) for key in ("onsite_spread_meV", "onsite_error_meV"))
+    return {"records": rows, "correlation": float(np.corrcoef(spread, error)[0, 1]),
+            "error_over_spread": [float((error / spread).min()), float((error / spread).max())]}
 
 
 def main() -> None:
@@ -49,6 +69,8 @@ def main() -> None:
         predictor = Predictor.load(Path(folder))
         result["models"][name] = {"folder": folder, "digest": predictor.digest, **{
             set_name: evaluate_model(predictor, records, args.window) for set_name, records in sets.items()}}
+        if isinstance(predictor, EnsemblePredictor):
+            result["models"][name]["committee_spread"] = committee_spread(predictor, sets)
         for set_name in sets:
             r = result["models"][name][set_name]
             print(f"{name} {set_name}: H MAE {r['raw']['H_mae']:.3f} meV (aligned {r['aligned']['H_mae']:.3f}; "

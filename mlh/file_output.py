@@ -4,6 +4,7 @@ and the checks every command runs on its output paths before any work starts."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from mlh.errors import MLHError
 
-__all__ = ["LOCK_FILE", "atomic_output", "check_output_file", "check_output_folder", "output_lock"]
+__all__ = ["LOCK_FILE", "atomic_folder", "atomic_output", "check_output_file", "check_output_folder", "output_lock"]
 
 LOCK_FILE = ".mlh.lock"
 """Lock file of a folder a command is writing into (`output_lock`)."""
@@ -36,6 +37,25 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
 
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path` (an existing
+    folder included), on any error it is deleted and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def check_output_file(path: str | os.PathLike | None, option: str = "-o") -> None:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlh.errors import MLHError
+from mlh.file_output import atomic_folder
 from mlh.model.integrity import CHECKSUM_FILE, MODEL_FILES
 from mlh.model.kernel import ModelKernel
 from mlh.model.predictor import Predictor
@@ -163,9 +162,7 @@ def write_ensemble(folder: Path, member_folders: list[Path]) -> str:
             raise MLHError(f"{path}: a committee cannot be a member; give its members")
     members = [Predictor.load(Path(path)) for path in member_folders]
     stack_members(members, str(folder))  # checks before anything is written
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         entries = []
         for k, (path, member) in enumerate(zip(member_folders, members)):
             relative = f"{MEMBERS_FOLDER}/{k}"
@@ -176,14 +173,6 @@ def write_ensemble(folder: Path, member_folders: list[Path]) -> str:
             entries.append({"folder": relative, "source": str(path), "digest": member.digest})
         (tmp / ENSEMBLE_FILE).write_text(json.dumps(
             {"format_version": ENSEMBLE_FORMAT, "members": entries}, indent=1))
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_ensemble(folder).digest
 
 

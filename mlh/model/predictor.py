@@ -14,9 +14,6 @@ every part, and names the bad file.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +23,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from mlh.errors import MLHError, MLHWarning
+from mlh.file_output import atomic_folder
 from mlh.model.config import ModelConfig
 from mlh.model.integrity import CHECKSUM_FILE, folder_digest, verify_checksums, write_checksums
 from mlh.model.kernel import FAR_VECTOR
@@ -171,10 +169,7 @@ class Predictor:
         included; return the model digest."""
         from flax import serialization
 
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             description = {
                 "format_version": FORMAT_VERSION,
                 "model": self.config.model_dump(mode="json"),
@@ -186,14 +181,6 @@ class Predictor:
             write_scale_shift(self.stats, tmp / "scale_shift.nc")
             (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(_to_numpy(self.params)))
             digest = write_checksums(tmp)
-            old = folder.with_name(f".{folder.name}.old")
-            if folder.exists():
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return digest
 
     @classmethod
