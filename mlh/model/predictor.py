@@ -244,11 +244,17 @@ def seal(folder: Path) -> str:
     checking that the folder loads; return the model digest.
 
     Raises:
-        MLHError: the folder already has checksums.json, or does not load.
+        MLHError: the folder already has checksums.json, is a committee (its members carry
+            theirs; seal them before `mlh ensemble`), or does not load.
     """
+    from mlh.model.ensemble import is_ensemble
+
     folder = Path(folder)
     if (folder / CHECKSUM_FILE).exists():
         raise MLHError(f"{folder / CHECKSUM_FILE}: the model already has checksums")
+    if is_ensemble(folder):
+        raise MLHError(f"{folder}: a committee is identified by its members' digests; seal the "
+                       f"members before building it with mlh ensemble")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MLHWarning)
         Predictor.load(folder)

@@ -90,8 +90,10 @@ def test_changed_member_or_description_is_refused(committee, tmp_path):
         Predictor.load(copy)
 
 
-def test_committee_is_not_trained(committee):
+def test_committee_is_not_trained_or_sealed(committee):
     loaded = Predictor.load(committee)
+    result = runner.invoke(app, ["seal", str(committee)])
+    assert result.exit_code == 1 and "a committee is identified by its members' digests" in result.output
     with pytest.raises(MLHError, match="not trained"):
         loaded.with_params(loaded.params)
     with pytest.raises(MLHError, match="written by write_ensemble"):
