@@ -22,8 +22,7 @@ import numpy as np
 
 from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
-from mlh.model.ensemble import EnsemblePredictor
-from mlh.model.predictor import Predictor
+from mlh.model.predictor import EnsemblePredictor, Predictor
 from mlh.record.io import read_record, record_files
 from mlh.train.loop import split_files
 

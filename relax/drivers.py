@@ -104,7 +104,7 @@ def calculator_attrs(args: argparse.Namespace) -> dict:
     committee's member digests, with the fitted Harris share's file where the dft route
     reads it), route (and the dft route's
     functional), k-points."""
-    from mlh.model.ensemble import ENSEMBLE_FILE
+    from mlh.model.predictor import ENSEMBLE_FILE
 
     model = Path(args.model)
     # a committee's ensemble.json holds its members' model digests

@@ -21,7 +21,7 @@ import numpy as np
 
 from mlh.model.graph import PAD_DISTANCE
 
-__all__ = ["FAR_VECTOR", "far_vectors", "ModelKernel"]
+__all__ = ["FAR_VECTOR", "far_vectors", "ModelKernel", "EnsembleKernel"]
 
 FAR_VECTOR = (PAD_DISTANCE, 0.0, 0.0)
 """The edge or bond vector (Å) of padding entries."""
@@ -72,3 +72,46 @@ class ModelKernel:
         stages above)."""
         return self.model.apply(params, species, edge_center, edge_neighbor, edge_vector,
                                 bond_i, bond_j, bond_vector, tables)
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleKernel(ModelKernel):
+    """ModelKernel of a committee: parameters and tables carry a leading member axis, the
+    descriptors a member axis after the atom axis (so that chunking and gathering over
+    atoms work unchanged), and the outputs are the members' mean (eV)."""
+
+    def descriptors(self, params: Any, center_species: Any, neighbor_species: Any,
+                    edge_center: Any, edge_neighbor: Any, edge_vector: Any) -> Any:
+        import jax
+
+        member = super().descriptors
+        return jax.vmap(member, in_axes=(0, None, None, None, None, None), out_axes=1)(
+            params, center_species, neighbor_species, edge_center, edge_neighbor, edge_vector)
+
+    def onsite(self, params: Any, tables: Any, descriptors: Any, species: Any) -> Any:
+        import jax
+
+        return jax.vmap(super().onsite, in_axes=(0, 0, 1, None))(
+            params, tables, descriptors, species).mean(axis=0)
+
+    def potential(self, params: Any, descriptors: Any) -> Any:
+        import jax
+
+        return jax.vmap(super().potential, in_axes=(0, 1))(params, descriptors).mean(axis=0)
+
+    def pairs(self, params: Any, tables: Any, descriptor_i: Any, descriptor_j: Any,
+              species_i: Any, species_j: Any, vector: Any) -> Any:
+        import jax
+
+        return jax.vmap(super().pairs, in_axes=(0, 0, 1, 1, None, None, None))(
+            params, tables, descriptor_i, descriptor_j, species_i, species_j, vector).mean(axis=0)
+
+    def graph(self, params: Any, tables: Any, species: Any, edge_center: Any,
+              edge_neighbor: Any, edge_vector: Any, bond_i: Any, bond_j: Any,
+              bond_vector: Any) -> tuple[Any, Any, Any]:
+        import jax
+
+        outputs = jax.vmap(super().graph, in_axes=(0, 0, *[None] * 7))(
+            params, tables, species, edge_center, edge_neighbor, edge_vector, bond_i, bond_j,
+            bond_vector)
+        return jax.tree_util.tree_map(lambda x: x.mean(axis=0), outputs)

@@ -9,10 +9,14 @@ On disk a predictor is a folder:
 reader never sees half a model. `load` checks the files against their digests (a folder
 without `checksums.json`, written before digests existed, loads with an MLHWarning), then
 every part, and names the bad file.
+
+A committee folder (`ensemble.json` and member folders, written by mlh.model.ensemble)
+loads as an `EnsemblePredictor`: the members stacked, predicting their mean.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass, replace
@@ -31,9 +35,15 @@ from mlh.model.layouts import OutputLayouts
 from mlh.model.scale_shift import ScaleShift, read_scale_shift, write_scale_shift
 from mlh.record.basis import Basis, SpeciesBasis
 
-__all__ = ["FORMAT_VERSION", "Predictor", "basis_to_dict", "basis_from_dict", "seal"]
+__all__ = ["ENSEMBLE_FILE", "FORMAT_VERSION", "EnsemblePredictor", "Predictor", "basis_to_dict",
+           "basis_from_dict", "is_ensemble", "load_ensemble", "seal", "stack_members"]
 
 FORMAT_VERSION = "1"
+
+ENSEMBLE_FILE = "ensemble.json"
+"""The description of a committee folder (mlh.model.ensemble): member folders, digests."""
+ENSEMBLE_FORMAT = "1"
+
 
 
 def basis_to_dict(basis: Basis) -> dict:
@@ -193,8 +203,6 @@ class Predictor:
         """
         from flax import serialization
 
-        from mlh.model.ensemble import is_ensemble, load_ensemble
-
         folder = Path(folder)
         if not folder.is_dir():
             raise MLHError(f"{folder}: no such model folder")
@@ -239,6 +247,104 @@ class Predictor:
         return {"model": self.name, "model_sha256": self.digest or "none (parameters never saved)"}
 
 
+def is_ensemble(folder: Path) -> bool:
+    """True for a committee folder (it holds ensemble.json)."""
+    return (Path(folder) / ENSEMBLE_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class EnsemblePredictor(Predictor):
+    """A committee of predictors of one architecture, species and basis (and GPAW
+    settings): `params` is the members' parameter trees stacked along a leading axis,
+    `stats` the first member's (for its species), `members` the members themselves."""
+
+    members: tuple[Predictor, ...] = ()
+
+    @property
+    def kernel(self):
+        """The committee's kernel (mlh.model.kernel.EnsembleKernel)."""
+        from mlh.model.kernel import EnsembleKernel
+
+        return EnsembleKernel(self.model)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(member.n_parameters for member in self.members)
+
+    def tables(self, dtype=np.float32):
+        """The members' OutputTables stacked along a leading axis."""
+        import jax
+
+        return jax.tree_util.tree_map(lambda *x: np.stack(x), *(m.tables(dtype) for m in self.members))
+
+    def with_params(self, params: Any, metadata: dict | None = None) -> Predictor:
+        raise MLHError(f"{self.name}: a committee is not trained or fine-tuned; train its members "
+                       f"and build a new committee (mlh ensemble)")
+
+    def save(self, folder: Path) -> str:
+        raise MLHError(f"{self.name}: a committee is written by write_ensemble (mlh ensemble), "
+                       f"from its members' folders")
+
+
+def stack_members(members: list[Predictor], name: str = "the committee") -> EnsemblePredictor:
+    """One EnsemblePredictor of `members`.
+
+    Raises:
+        MLHError: fewer than two members, or a member whose architecture, species, basis or
+            GPAW settings (its data's and its baseline's) differ from the first member's.
+    """
+    import jax
+
+    if len(members) < 2:
+        raise MLHError(f"{name}: a committee needs at least two members, got {len(members)}")
+    first = members[0]
+    for member in members[1:]:
+        differs = [what for what, same in (
+            ("model settings", member.config == first.config),
+            ("species, basis or layouts", member.layouts.to_dict() == first.layouts.to_dict()),
+            ("GPAW settings of its data", member.metadata.get("gpaw") == first.metadata.get("gpaw")),
+            ("baseline settings", member.metadata.get("baseline") == first.metadata.get("baseline")),
+        ) if not same]
+        if differs:
+            raise MLHError(f"{name}: member {member.name} differs from {first.name} in its "
+                           f"{', '.join(differs)}; a committee's members share them")
+    params = jax.tree_util.tree_map(lambda *x: np.stack([np.asarray(v) for v in x]),
+                                    *(m.params for m in members))
+    digest = hashlib.sha256("".join(f"{m.digest}\n" for m in members).encode()).hexdigest()
+    metadata = {**first.metadata, "ensemble": [
+        {"member": m.name, "digest": m.digest, "best": m.metadata.get("best")} for m in members]}
+    return EnsemblePredictor(first.config, first.layouts, first.stats, params, metadata,
+                             digest=digest, name=name, members=tuple(members))
+
+
+def load_ensemble(folder: Path) -> EnsemblePredictor:
+    """Read a committee folder: every member loaded and checked against its digest in
+    ensemble.json.
+
+    Raises:
+        MLHError: naming an unreadable ensemble.json, a member that does not load or
+            whose digest differs from the one recorded, or members that differ.
+    """
+    folder = Path(folder)
+    path = folder / ENSEMBLE_FILE
+    try:
+        description = json.loads(path.read_text())
+        if description.get("format_version") != ENSEMBLE_FORMAT:
+            raise MLHError(f"{path}: committee format {description.get('format_version')!r}, "
+                           f"expected {ENSEMBLE_FORMAT!r}")
+        entries = [(str(e["folder"]), str(e["digest"])) for e in description["members"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise MLHError(f"{path}: missing or corrupt committee description ({error})") from None
+    members = []
+    for relative, digest in entries:
+        member = Predictor.load(folder / relative)
+        if member.digest != digest:
+            raise MLHError(f"{folder / relative}: its model digest differs from the one in {path} "
+                           f"(a changed member); rebuild the committee")
+        members.append(member)
+    return stack_members(members, str(folder))
+
+
 def seal(folder: Path) -> str:
     """Write checksums.json for a model folder that has none (older than digests), after
     checking that the folder loads; return the model digest.
@@ -247,8 +353,6 @@ def seal(folder: Path) -> str:
         MLHError: the folder already has checksums.json, is a committee (its members carry
             theirs; seal them before `mlh ensemble`), or does not load.
     """
-    from mlh.model.ensemble import is_ensemble
-
     folder = Path(folder)
     if (folder / CHECKSUM_FILE).exists():
         raise MLHError(f"{folder / CHECKSUM_FILE}: the model already has checksums")

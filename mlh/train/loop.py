@@ -27,7 +27,7 @@ from mlh.file_output import atomic_output
 from mlh.gpaw.settings import baseline_metadata, merged_settings
 from mlh.model.config import DataConfig, TrainConfig
 from mlh.model.layouts import OutputLayouts
-from mlh.model.predictor import Predictor
+from mlh.model.predictor import EnsemblePredictor, Predictor
 from mlh.model.scale_shift import read_scale_shift
 from mlh.model.targets import onsite_blocks, pair_blocks
 from mlh.record.basis import check_model_basis
@@ -113,8 +113,6 @@ def _start_model(config: TrainConfig, layouts: OutputLayouts) -> Predictor:
         MLHError: an unreadable model, a committee, model settings that differ from
             `config.model`, or species or basis differing from the training records'.
     """
-    from mlh.model.ensemble import EnsemblePredictor
-
     path = config.init_model
     start = Predictor.load(path)
     if isinstance(start, EnsemblePredictor):

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from mlh.cli.main import app
 from mlh.errors import MLHError
 from mlh.inference.prediction import predict_record
-from mlh.model.ensemble import ENSEMBLE_FILE, EnsemblePredictor, write_ensemble
-from mlh.model.predictor import Predictor
+from mlh.model.ensemble import write_ensemble
+from mlh.model.predictor import ENSEMBLE_FILE, EnsemblePredictor, Predictor
 from tests.structures import EXAMPLES, WSE2_CORRECTION_MODEL, wse2_primitive
 
 runner = CliRunner()
