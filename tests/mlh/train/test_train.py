@@ -145,3 +145,10 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path, wse2_files):
     with pytest.raises(MLHError, match="model settings differ"):
         train(tiny_config(tmp_path / "other", wse2_files, init_model=str(model), model=other),
               progress=False, log=lambda _: None)
+
+    from mlh.model.ensemble import write_ensemble
+
+    write_ensemble(tmp_path / "committee", [model, model])
+    with pytest.raises(MLHError, match="a committee cannot be fine-tuned"):
+        train(tiny_config(tmp_path / "from_committee", wse2_files, init_model=str(tmp_path / "committee")),
+              progress=False, log=lambda _: None)
