@@ -36,11 +36,14 @@ def committee_spread(committee: EnsemblePredictor, sets: dict[str, dict]) -> dic
     rows = {}
     for set_name, records in sets.items():
         for record_name, reference in records.items():
-            onsite = np.stack([predict_record(m, reference, record_name).H_onsite[0] for m in committee.members])
+            onsite = np.stack([predict_record(m, reference, record_name).H_onsite[0]
+                               for m in committee.members])
+            error = np.abs(onsite.mean(axis=0) - reference.H_onsite[0])
             rows[f"{set_name}/{record_name}"] = {
                 "onsite_spread_meV": 1e3 * float(onsite.std(axis=0).mean()),
-                "onsite_error_meV": 1e3 * float(np.abs(onsite.mean(axis=0) - reference.H_onsite[0]).mean())}
-    spread, error = (np.array([r[key] for r in rows.values()]) for key in ("onsite_spread_meV", "onsite_error_meV"))
+                "onsite_error_meV": 1e3 * float(error.mean())}
+    spread, error = (np.array([r[key] for r in rows.values()])
+                     for key in ("onsite_spread_meV", "onsite_error_meV"))
     return {"records": rows, "correlation": float(np.corrcoef(spread, error)[0, 1]),
             "error_over_spread": [float((error / spread).min()), float((error / spread).max())]}
 

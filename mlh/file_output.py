@@ -38,7 +38,6 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-
 @contextmanager
 def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` (an existing

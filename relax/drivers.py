@@ -102,13 +102,13 @@ def file_digest(paths: list[Path]) -> str:
 def calculator_attrs(args: argparse.Namespace) -> dict:
     """Provenance attributes of a run: model (folder and content digest: its files, or a
     committee's member digests, with the fitted Harris share's file where the dft route
-    reads it), route (and the dft route's
-    functional), k-points."""
+    reads it), route (and the dft route's functional), k-points."""
+    from mlh.model.integrity import MODEL_FILES
     from mlh.model.predictor import ENSEMBLE_FILE
 
     model = Path(args.model)
     # a committee's ensemble.json holds its members' model digests
-    files = [model / "model.json", model / "params.msgpack", model / "scale_shift.nc", model / ENSEMBLE_FILE]
+    files = [model / name for name in (*MODEL_FILES, ENSEMBLE_FILE)]
     attrs = {"model": str(model), "route": args.route,
              "kpts": args.kpts or "density 2/Å^-1", "width_eV": args.width}
     if args.route == "dft":

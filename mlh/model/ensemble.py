@@ -23,14 +23,7 @@ from pathlib import Path
 from mlh.errors import MLHError
 from mlh.file_output import atomic_folder
 from mlh.model.integrity import CHECKSUM_FILE, MODEL_FILES
-from mlh.model.predictor import (
-    ENSEMBLE_FILE,
-    ENSEMBLE_FORMAT,
-    Predictor,
-    is_ensemble,
-    load_ensemble,
-    stack_members,
-)
+from mlh.model.predictor import ENSEMBLE_FILE, ENSEMBLE_FORMAT, Predictor, is_ensemble, stack_members
 
 __all__ = ["MEMBERS_FOLDER", "write_ensemble"]
 
@@ -51,7 +44,7 @@ def write_ensemble(folder: Path, member_folders: list[Path]) -> str:
         if is_ensemble(path):
             raise MLHError(f"{path}: a committee cannot be a member; give its members")
     members = [Predictor.load(Path(path)) for path in member_folders]
-    stack_members(members, str(folder))  # checks before anything is written
+    committee = stack_members(members, str(folder))  # checks before anything is written
     with atomic_folder(folder) as tmp:
         entries = []
         for k, (path, member) in enumerate(zip(member_folders, members)):
@@ -63,4 +56,4 @@ def write_ensemble(folder: Path, member_folders: list[Path]) -> str:
             entries.append({"folder": relative, "source": str(path), "digest": member.digest})
         (tmp / ENSEMBLE_FILE).write_text(json.dumps(
             {"format_version": ENSEMBLE_FORMAT, "members": entries}, indent=1))
-    return load_ensemble(folder).digest
+    return committee.digest

@@ -45,7 +45,6 @@ ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "1"
 
 
-
 def basis_to_dict(basis: Basis) -> dict:
     """JSON-able form of a Basis."""
     return {
