@@ -30,6 +30,10 @@ def generate(
     baseline: Annotated[bool, typer.Option(
         help="Also store the zeroth-step H0(R) (initial-density H) beside H(R).")] = False,
     baseline_only: Annotated[bool, typer.Option(help="Only S(R) and H0(R), no SCF.")] = False,
+    first_step_share: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="With --baseline or --baseline-only: store GPAW's first SCF step "
+                               "from H0, linearly mixed with this share, as the baseline "
+                               "(B = H0 + s (H[n0] - H0); SiO2: 0.45).")] = None,
     min_distance: Annotated[Optional[float], typer.Option(
         min=0.0, help="Refuse structures with two atoms closer than this (Å); default 0.5, "
                       "as mlh infer.")] = None,
@@ -48,7 +52,10 @@ def generate(
         raise MLHError("--overlap-only and --baseline-only exclude each other")
     check_output_folder(output)
     task = "overlap" if overlap_only else ("baseline" if baseline_only else None)
-    settings = load_settings(config, task=task, baseline=baseline or None)
+    settings = load_settings(config, task=task, baseline=baseline or None,
+                             first_step_share=first_step_share)
+    if settings.first_step_share and not (settings.baseline or settings.task == "baseline"):
+        raise MLHError("--first-step-share needs --baseline or --baseline-only")
     outcome = run_generate(structures, output, settings, jobs=jobs, progress=progress,
                            **({} if min_distance is None else {"min_distance": min_distance}))
     _report_batch(outcome, output)

@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms
 
 from mlh.errors import MLHError
-from mlh.gpaw.settings import GPAWSettings, settings_from_provenance
+from mlh.gpaw.settings import FIRST_STEP_KEYS, GPAWSettings, settings_from_provenance
 from mlh.grids import parse_grid
 from mlh.record.hamiltonian import HamiltonianRecord
 
@@ -40,7 +40,8 @@ def _smearing_width(provenance: dict[str, Any]) -> float:
 
 def settings_from_record(record: HamiltonianRecord) -> GPAWSettings:
     """The GPAWSettings a GPAW-made record was computed with (xc, basis, setups, h, width,
-    spin polarisation), read from its provenance.
+    spin polarisation, a first-step baseline's share and k-point density), read from its
+    provenance.
 
     Raises:
         MLHError: provenance without the GPAW settings.
@@ -54,9 +55,13 @@ def settings_from_record_provenance(provenance: dict[str, Any]) -> GPAWSettings:
     try:
         h = float(provenance.get("grid_spacing_angstrom", GPAWSettings().h))
         spinpol = bool(int(provenance.get("spinpol", 0)))
+        first_step = {field: float(provenance[key]) for field, key in FIRST_STEP_KEYS.items()
+                      if key in provenance}
     except (TypeError, ValueError) as err:
-        raise MLHError(f"record provenance has a bad grid spacing or spinpol ({err})") from None
-    return GPAWSettings(**core, h=h, spinpol=spinpol, smearing_width=_smearing_width(provenance))
+        raise MLHError(f"record provenance has a bad grid spacing, spinpol or first-step "
+                       f"baseline ({err})") from None
+    return GPAWSettings(**core, h=h, spinpol=spinpol, smearing_width=_smearing_width(provenance),
+                        **first_step)
 
 
 def record_scf_kpts(record: HamiltonianRecord) -> tuple[int, int, int]:

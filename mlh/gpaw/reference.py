@@ -24,6 +24,7 @@ from ase.units import Bohr
 from mlh import __version__ as mlh_version
 from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings
+from mlh.gpaw.states import install_density, kpoint_index
 from mlh.record.basis import Basis, SpeciesBasis
 from mlh.record.hamiltonian import HamiltonianRecord, Labels
 from mlh.record.realspace import alias_free_grid, blocks_from_bloch, image_pairs, unfold_time_reversal
@@ -167,7 +168,9 @@ def reference_record(
     settings.task == "baseline": S(R) and the zeroth-step H0(R), no SCF.
     settings.baseline: with "scf", H0(R) is stored beside H(R) (one more initialisation).
     H0 is GPAW's Kohn-Sham H at its initial density (superposed neutral atoms), through the
-    same matrix calculator and alias-free grid as H. Pairs in reach whose values are all
+    same matrix calculator and alias-free grid as H. With settings.first_step_share s > 0
+    the stored baseline is B = H0 + s (H[n0] - H0) instead, n0 the density of H0's occupied
+    states on the SCF k grid (GPAW's first SCF step, linearly mixed). Pairs in reach whose values are all
     below `block_tolerance` are dropped (None keeps every pair in reach).
 
     Raises:
@@ -206,15 +209,32 @@ def reference_record(
     grid = alias_free_grid(pair_shift, atoms.pbc)
     grid_kpts = {"size": tuple(int(n) for n in grid), "gamma": True}
 
-    def initial_on_grid():
-        """GPAW at its initial density with the alias-free k-points (no SCF, no eigensolver)."""
+    def initial_dft(kpts):
+        """GPAW at its initial density with these k-points (no SCF, no eigensolver)."""
         from gpaw.new.calculation import DFT
 
         try:
-            return DFT(atoms, **{**params, "kpts": grid_kpts}, symmetry=symmetry, txt=None,
+            return DFT(atoms, **{**params, "kpts": kpts}, symmetry=symmetry, txt=None,
                        converge=False)
         except (FileNotFoundError, RuntimeError, KeyError, ValueError) as err:
             raise MLHError(f"GPAW could not set up this structure: {_first_line(err)}") from None
+
+    def initial_on_grid():
+        """GPAW at its initial density with the alias-free k-points."""
+        return initial_dft(grid_kpts)
+
+    def baseline_on(initial) -> tuple[np.ndarray, np.ndarray]:
+        """H0(k) (eV) of GPAW at its initial density `initial`, or the first-step B(k) of
+        `settings.first_step_share` s: B = H0 + s (H[n0] - H0), n0 the density of the
+        occupied states of H0 on the SCF k grid; and `initial`'s reduced k-points."""
+        H0_skMM, _, kpoints = bloch_matrices(initial)
+        if not settings.first_step_share:
+            return H0_skMM, kpoints
+        n0_dft = initial_dft(params["kpts"])
+        H0_n0, _, n0_kpoints = bloch_matrices(n0_dft)
+        install_density(n0_dft, lambda k, spin: H0_n0[spin, kpoint_index(n0_kpoints, k)])
+        H1_skMM = bloch_matrices(initial, potential=n0_dft.potential)[0]
+        return H0_skMM + settings.first_step_share * (H1_skMM - H0_skMM), kpoints
 
     H0_skMM = None
     if settings.task == "scf":
@@ -224,13 +244,14 @@ def reference_record(
         on_grid = calc.dft if gamma_only else initial_on_grid()
         H_skMM, S_kMM, ibz_kpoints = bloch_matrices(on_grid, potential=calc.dft.potential)
         if settings.baseline:
-            H0_skMM, _, initial_kpoints = bloch_matrices(initial_on_grid() if gamma_only else on_grid)
+            H0_skMM, initial_kpoints = baseline_on(initial_on_grid() if gamma_only else on_grid)
             if not np.allclose(initial_kpoints, ibz_kpoints):
                 raise MLHError("GPAW's initial-density k-points differ from the SCF's; this is a bug")
     else:
-        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(initial_on_grid(), with_hamiltonian=settings.task != "overlap")
+        initial = initial_on_grid()
+        H_skMM, S_kMM, ibz_kpoints = bloch_matrices(initial, with_hamiltonian=settings.task == "scf")
         if settings.task == "baseline":
-            H_skMM, H0_skMM = None, H_skMM
+            H0_skMM = baseline_on(initial)[0]
 
     orbital_counts = basis.orbital_counts(atoms.numbers)
 
@@ -249,8 +270,9 @@ def reference_record(
     S_pair, S_onsite = real_space(S_kMM)
     H_pair, H_onsite = (None, None) if H_skMM is None else real_space(H_skMM)
     H0_pair, H0_onsite = (None, None) if H0_skMM is None else real_space(H0_skMM)
-    baseline = {} if H0_skMM is None else {
-        "baseline": "gpaw initial density (superposed neutral atoms), same settings"}
+    baseline = {} if H0_skMM is None else {"baseline": (
+        f"gpaw first SCF step from its initial density, linear mixing share {settings.first_step_share}"
+        if settings.first_step_share else "gpaw initial density (superposed neutral atoms), same settings")}
 
     record = HamiltonianRecord(
         numbers=atoms.numbers.copy(),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlh.errors import MLHError
 
@@ -38,6 +38,12 @@ class GPAWSettings(BaseModel):
         forces: compute forces as labels.
         baseline: also store the zeroth-step Hamiltonian H0 (the Kohn-Sham H of the initial
             density, superposed neutral atoms) beside H; costs one initialisation, no SCF.
+        first_step_share: 0 stores H0 as the baseline; s > 0 stores GPAW's first SCF step
+            from it, linearly mixed: B = H0 + s (H[n0] - H0), n0 the density of H0's
+            occupied states (one diagonalisation and one potential more; ~1/eps_inf is a
+            good s: 0.45 for SiO2, docs/predictor.md).
+            n0 is made on the k grid of `kpoint_density` (so `kpts` must be None), which
+            the records and a model trained on them keep.
         task: "scf" (H, S and labels), "overlap" (S only, no SCF) or "baseline" (S and H0,
             no SCF).
     """
@@ -56,7 +62,15 @@ class GPAWSettings(BaseModel):
     spinpol: bool = False
     forces: bool = True
     baseline: bool = False
+    first_step_share: float = Field(0.0, ge=0, le=1)
     task: Literal["scf", "overlap", "baseline"] = "scf"
+
+    @model_validator(mode="after")
+    def _first_step_grid(self) -> "GPAWSettings":
+        if self.first_step_share and self.kpts is not None:
+            raise ValueError("a first-step baseline takes its k grid from kpoint_density (the "
+                             "same rule for every cell a model meets), so kpts must be unset")
+        return self
 
     def scf_kpts(self, cell: np.ndarray, pbc: np.ndarray) -> tuple[int, int, int]:
         """The SCF Monkhorst-Pack grid for this cell (1 along non-periodic directions)."""
@@ -83,6 +97,9 @@ class GPAWSettings(BaseModel):
             "density_convergence": self.density_convergence,
             "spinpol": int(self.spinpol),
             "task": self.task,
+            **({"baseline_first_step_share": self.first_step_share,
+                "baseline_first_step_kpoint_density": self.kpoint_density}
+               if self.first_step_share else {}),
         }
 
 
@@ -140,17 +157,31 @@ def settings_from_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
         raise MLHError(f"record provenance lacks the GPAW settings ({err})") from None
 
 
+FIRST_STEP_KEYS = {"first_step_share": "baseline_first_step_share",
+                   "kpoint_density": "baseline_first_step_kpoint_density"}
+"""GPAWSettings field of each first-step setting: the record provenance key that keeps it."""
+
+
 def baseline_metadata(provenances: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What the zeroth-step H0 of records {name: provenance} depends on beyond xc, basis and
-    setups: the grid spacing h (Å), which must agree between the records."""
-    spacings = {name: float(p.get("grid_spacing_angstrom", GPAWSettings().h))
-                for name, p in provenances.items()}
-    first = next(iter(spacings.values()), GPAWSettings().h)
-    for name, h in spacings.items():
-        if abs(h - first) > 1e-9:
-            raise MLHError(f"{name}: grid spacing {h} Å differs from the other records' {first} "
-                           f"Å; H0 depends on it")
-    return {"h": first}
+    """What the baseline of records {name: provenance} depends on beyond xc, basis and
+    setups, which must agree between the records: the grid spacing h (Å) and, for a
+    first-step baseline, its mixing share and k-point density (1/Å; 0 share: H0 itself)."""
+    defaults = GPAWSettings()
+    wanted = {"h": ("grid_spacing_angstrom", defaults.h),
+              **{name: (key, getattr(defaults, name)) for name, key in FIRST_STEP_KEYS.items()}}
+    values = {name: {record: float(p.get(key, default)) for record, p in provenances.items()}
+              for name, (key, default) in wanted.items()}
+    metadata = {}
+    for name, per_record in values.items():
+        first = next(iter(per_record.values()), wanted[name][1])
+        for record, value in per_record.items():
+            if abs(value - first) > 1e-9:
+                raise MLHError(f"{record}: {wanted[name][0]} {value} differs from the other "
+                               f"records' {first}; the baseline depends on it")
+        metadata[name] = first
+    if not metadata["first_step_share"]:
+        del metadata["first_step_share"], metadata["kpoint_density"]
+    return metadata
 
 
 def gpaw_settings_of(predictor: Any) -> GPAWSettings:
@@ -165,9 +196,12 @@ def gpaw_settings_of(predictor: Any) -> GPAWSettings:
 
 
 def baseline_settings_of(predictor: Any) -> GPAWSettings:
-    """The GPAW settings of a correction model's H0 (task "baseline": S and H0, no SCF):
-    its training data's xc, basis, setups and grid spacing."""
+    """The GPAW settings of a correction model's baseline (task "baseline": S and H0 or the
+    first-step B, no SCF): its training data's xc, basis, setups, grid spacing and, for a
+    first-step baseline, its share and k-point density."""
     baseline = predictor.metadata.get("baseline")
     if not baseline:
         raise MLHError("the model does not record the settings of its zeroth-step H0")
-    return gpaw_settings_of(predictor).model_copy(update={"task": "baseline", "h": float(baseline["h"])})
+    return gpaw_settings_of(predictor).model_copy(update={
+        "task": "baseline", "h": float(baseline["h"]),
+        **{name: float(baseline[name]) for name in FIRST_STEP_KEYS if name in baseline}})

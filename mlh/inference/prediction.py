@@ -228,20 +228,27 @@ def baseline_for(atoms: Atoms, predictor: Predictor, source: str) -> Hamiltonian
 
 
 def _check_baseline(record: HamiltonianRecord, predictor: Predictor, source: str) -> None:
-    """MLHError unless the record carries an H0 made with the correction model's settings."""
+    """MLHError unless the record carries a baseline made with the correction model's settings
+    (H0, or the first-step baseline of the model's share and k-point density)."""
     from mlh.gpaw.settings import baseline_settings_of, settings_from_provenance
 
     if not record.has_baseline:
         raise MLHError(f"{source}: the model predicts corrections to the zeroth-step H0, but the "
                        f"record has no H0 (make it with mlh generate --baseline or --baseline-only)")
     wanted = baseline_settings_of(predictor)
+    provenance = record.provenance
+    model = {"xc": wanted.xc, "basis": wanted.basis, "h": wanted.h,
+             "first_step_share": wanted.first_step_share}
     try:
-        core = settings_from_provenance(record.provenance)
-        h = float(record.provenance.get("grid_spacing_angstrom", np.nan))
+        core = settings_from_provenance(provenance)
+        given = {"xc": core["xc"], "basis": core["basis"],
+                 "h": float(provenance.get("grid_spacing_angstrom", np.nan)),
+                 "first_step_share": float(provenance.get("baseline_first_step_share", 0.0))}
+        if wanted.first_step_share:
+            model["kpoint_density"] = wanted.kpoint_density
+            given["kpoint_density"] = float(provenance.get("baseline_first_step_kpoint_density", np.nan))
     except (MLHError, TypeError, ValueError):
         raise MLHError(f"{source}: the record's provenance does not say how its H0 was made") from None
-    model = {"xc": wanted.xc, "basis": wanted.basis, "h": wanted.h}
-    given = {"xc": core["xc"], "basis": core["basis"], "h": h}
     setups = {s: v for s, v in core["setups"].items() if s in wanted.setups}
     if given != model or setups != {s: wanted.setups[s] for s in setups}:
         raise MLHError(f"{source}: its H0 was made with {given} and setups {core['setups']}, the "

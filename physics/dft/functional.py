@@ -47,9 +47,11 @@ from ase import Atoms
 from ase.units import Ha
 
 from mlh.errors import MLHError
+from mlh.gpaw import states
 from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
 from mlh.gpaw.reference import gpaw_parameters
 from mlh.gpaw.settings import GPAWSettings
+from mlh.gpaw.states import OVERLAP_TOLERANCE, HamiltonianFunction, InstalledDensity, kpoint_index
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
 from physics.density_matrix import HERMITIAN_TOLERANCE, generalized_eigh
@@ -61,10 +63,6 @@ __all__ = [
     "check_baseline_grid", "install_density", "InstalledDensity", "record_inputs",
     "OVERLAP_TOLERANCE", "HarrisStates", "harris_states",
 ]
-
-OVERLAP_TOLERANCE = 1e-6
-"""Largest |S_record - S_GPAW| accepted: larger means the record does not belong to the
-structure and settings GPAW was given."""
 
 FUNCTIONALS = {"kohn-sham": 0.0, "harris": 1.0, "mean": 0.5}
 """The named functionals of `DFTFunctionalResult.energies` and their Harris-Foulkes share s:
@@ -113,9 +111,6 @@ def harris_share(functional: str | float) -> float:
         raise MLHError(f"unknown functional {functional!r}; choose one of "
                        f"{', '.join(FUNCTIONALS)} or a Harris-Foulkes share between 0 and 1")
     return share
-
-HamiltonianFunction = Callable[[np.ndarray | None, int], np.ndarray]
-"""hamiltonian_k(k, spin) -> dense (N, N) H in eV; k reduced, None for the real Γ matrix."""
 
 
 @dataclass(frozen=True)
@@ -208,20 +203,6 @@ def gpaw_calculation(atoms: Atoms, settings: GPAWSettings, kpts: tuple[int, int,
     return dft
 
 
-def kpoint_index(kpoints: np.ndarray, k: np.ndarray | None,
-                 among: str = "GPAW's k-points; this is a bug") -> int:
-    """Position of reduced k-point `k` (None: Γ, the first) among GPAW's `kpoints` (n_k, 3).
-
-    Raises:
-        MLHError: "k-point K is not one of `among`"."""
-    if k is None:
-        return 0
-    matches = np.flatnonzero(np.abs(kpoints - np.asarray(k)).max(axis=1) < 1e-9)
-    if len(matches) != 1:
-        raise MLHError(f"k-point {k} is not one of {among}")
-    return int(matches[0])
-
-
 class BaselineHamiltonian:
     """GPAW's zeroth-step H0(k) (eV) of a DFT object of `gpaw_calculation`, read at its
     initial density (before any state is installed), on its k-points."""
@@ -248,102 +229,44 @@ class BaselineHamiltonian:
 
 def check_baseline_grid(predictor: Predictor, settings: GPAWSettings) -> None:
     """MLHError unless `settings` build H0 on the grid spacing the correction model's
-    training data used (xc, basis and setups are the model's already)."""
+    training data used (xc, basis and setups are the model's already) and the model
+    corrects H0 itself (not a first-step baseline)."""
     from mlh.gpaw.settings import baseline_settings_of
 
-    wanted = baseline_settings_of(predictor).h
+    baseline = baseline_settings_of(predictor)
+    if baseline.first_step_share:
+        raise MLHError("the model corrects a first-step baseline (GPAW's first SCF step from H0, "
+                       f"share {baseline.first_step_share}); the dft and scf routes build H0 only "
+                       "(the first step's forces are not implemented): predict its records with "
+                       "mlh infer, whose energies dft_functional_for_record gives")
+    wanted = baseline.h
     if abs(settings.h - wanted) > 1e-12:
         raise MLHError(f"the correction model learned dH on H0 made with h = {wanted} Å; the "
                        f"route's grid spacing is {settings.h} Å")
 
 
-def _check_overlap(overlap_k: Callable[[np.ndarray | None], np.ndarray], k: np.ndarray | None,
-                   S: np.ndarray, where: str) -> None:
-    """Raise if the caller's S at k differs from GPAW's S by more than OVERLAP_TOLERANCE."""
-    difference = float(np.abs(np.asarray(overlap_k(k)) - S).max())
-    if difference > OVERLAP_TOLERANCE:
-        raise MLHError(f"the given S {where} differs from GPAW's by {difference:.2e}: H does "
-                       f"not belong to this structure, basis and setups")
-
-
-def _install_states(dft, hamiltonian_k: HamiltonianFunction,
-                    overlap_k: Callable[[np.ndarray | None], np.ndarray] | None) -> None:
-    """Diagonalise the given H with GPAW's S per (k, spin); put eigenpairs into GPAW's wfs.
-
-    With `overlap_k`, first check that the caller's S equals GPAW's at every k."""
-    from gpaw.core.matrix import MatrixWithNoData
-
-    ibzwfs = dft.ibzwfs
-    for wfs in ibzwfs:
-        real = wfs.dtype == float
-        k = np.asarray(ibzwfs.ibz.kpt_kc[wfs.k], float)
-        where = f"at k-point {wfs.k} {tuple(np.round(k, 6))}, spin {wfs.spin}"
-        S = np.asarray(wfs.S_MM.data)
-        H = np.asarray(hamiltonian_k(None if real else k, wfs.spin))
-        if H.shape != S.shape:
-            raise MLHError(f"H {where} has shape {H.shape}; GPAW's basis has {S.shape[0]} "
-                           f"orbitals")
-        if overlap_k is not None:
-            _check_overlap(overlap_k, None if real else k, S, where)
-        if real and np.iscomplexobj(H):
-            if np.abs(H.imag).max(initial=0.0) > HERMITIAN_TOLERANCE * max(1.0, np.abs(H).max()):
-                raise MLHError(f"H {where} must be real: GPAW solves Γ as a real problem")
-            H = H.real
-        eig, C = generalized_eigh(H, S, where)
-        n = wfs.nbands
-        if isinstance(wfs.C_nM, MatrixWithNoData):
-            wfs.C_nM = wfs.C_nM.create()
-        wfs.C_nM.data[:] = C.T[:n]
-        wfs.eig_n = eig[:n] / Ha
-        wfs._P_ani = None  # projections are cached from C_nM; GPAW resets them the same way
-
-
-@dataclass(frozen=True)
-class InstalledDensity:
-    """The occupations of an installed state (eV).
-
-    Attributes:
-        n_electrons: electrons placed (valence minus charge).
-        band_energy: sum f eps of the given H.
-        entropy: -T S of the occupations.
-        extrapolation: GPAW's zero-width correction of the occupations.
-        fermi_level: Fermi level of the occupations.
-    """
-
-    n_electrons: float
-    band_energy: float
-    entropy: float
-    extrapolation: float
-    fermi_level: float
+def _validated_eigh(H: np.ndarray, S: np.ndarray, where: str, real: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a caller's H with GPAW's S, checked (physics.density_matrix); a complex
+    H of a real (Γ) problem must have a negligible imaginary part."""
+    if real and np.iscomplexobj(H):
+        if np.abs(H.imag).max(initial=0.0) > HERMITIAN_TOLERANCE * max(1.0, np.abs(H).max()):
+            raise MLHError(f"H {where} must be real: GPAW solves Γ as a real problem")
+        H = H.real
+    return generalized_eigh(H, S, where)
 
 
 def install_density(dft, hamiltonian_k: HamiltonianFunction,
                     overlap_k: Callable[[np.ndarray | None], np.ndarray] | None = None
                     ) -> InstalledDensity:
-    """Make the density of a given H's occupied states GPAW's current one.
-
-    Diagonalises H with GPAW's S per (k, spin) (`overlap_k`: check the caller's S first),
-    occupies the states with GPAW's occupation calculator, builds the density n_out from
-    them and sets `dft.potential` and `dft.energies` to v[n_out] and its energy terms.
+    """mlh.gpaw.states.install_density with a checked eigensolver: make the density of a
+    given H's occupied states GPAW's current one (`dft.potential`, `dft.energies` at it).
 
     Raises:
         MLHError: H of the wrong size, NaN or not Hermitian, S not positive definite, a
             mismatching overlap, or an electron count the bands cannot hold.
     """
-    _install_states(dft, hamiltonian_k, overlap_k)
-    ibzwfs, density, pot_calc = dft.ibzwfs, dft.density, dft.pot_calc
-    nelectrons = density.nvalence - density.charge + pot_calc.charge
-    try:
-        band, entropy, extrapolation = ibzwfs.calculate_occs(dft.scf_loop.occ_calc, nelectrons)
-    except (ValueError, RuntimeError) as err:
-        raise MLHError(f"GPAW could not place {nelectrons:g} electrons in "
-                       f"{ibzwfs.nbands} bands: {err}") from None
-    density.update(ibzwfs)
-    dft.potential, dft.energies, _ = pot_calc.calculate(density, ibzwfs, dft.potential.vHt_x)
-    return InstalledDensity(
-        n_electrons=float(nelectrons), band_energy=float(band) * Ha,
-        entropy=float(entropy) * Ha, extrapolation=float(extrapolation) * Ha,
-        fermi_level=float(np.asarray(ibzwfs.fermi_levels).ravel()[0]) * Ha)
+    return states.install_density(dft, hamiltonian_k, overlap_k, solve=_validated_eigh)
 
 
 @dataclass(frozen=True)

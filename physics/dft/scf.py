@@ -33,15 +33,14 @@ from ase.units import Ha
 from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.settings import GPAWSettings
+from mlh.gpaw.states import HamiltonianFunction, kpoint_index
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
 from physics.dft.functional import (
     BaselineHamiltonian,
-    HamiltonianFunction,
     check_baseline_grid,
     gpaw_calculation,
     install_density,
-    kpoint_index,
     record_inputs,
 )
 

@@ -57,6 +57,10 @@ def test_generate_baseline_only_writes_s_and_h0_without_scf(tmp_path, water_file
                                "--baseline-only", "--overlap-only"])
     assert both.exit_code == 1 and "exclude each other" in both.output
     assert not (tmp_path / "x").exists()
+    alone = runner.invoke(app, ["generate", str(water_file), "-o", str(tmp_path / "y"),
+                                "--first-step-share", "0.45"])
+    assert alone.exit_code == 1 and "--first-step-share needs --baseline" in alone.output
+    assert not (tmp_path / "y").exists()
 
 
 @pytest.mark.gpaw
