@@ -25,7 +25,12 @@ A correction model predicts dH, and H = H0(R) + dH(R) with GPAW's zeroth-step H0
 route's k-points (read from the route's GPAW object before the model's state replaces the
 initial density; no SCF); the response then also needs d/dR Tr[G_H H0(R)], which
 physics.dft.baseline_forces computes from GPAW's LCAO force terms and the potential's
-response to the moving atomic densities.
+response to the moving atomic densities. A first-step correction model's baseline is
+B = H0 + s (H[n0] - H0), n0 the density of H0's occupied states on the model's k grid
+(which the route's must be); d/dR Tr[G B] adds s d/dR Tr[G H[n0]], taken at H0's state
+(a second GPAW object) with H[n0]'s fixed-density-matrix derivative and its kernel
+(physics.dft.harris_forces.fixed_density_matrix_derivative), whose Tr[Y_G d rho0/dR] runs
+through rho0(H0(R), S(R)) as the model's own response does.
 
 The model's H is evaluated in float64 in JAX and S comes from GPAW's two-centre tables
 (equal to GPAW's S to 1e-6), so the energy is a smooth function of the positions and
@@ -42,6 +47,7 @@ from dataclasses import replace
 
 import numpy as np
 from ase import Atoms
+from ase.units import Ha
 
 from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms
@@ -57,9 +63,10 @@ from physics.dft.functional import (
     functional_at_state,
     gpaw_calculation,
     harris_share,
+    install_density,
     record_inputs,
 )
-from physics.dft.harris_forces import state_forces
+from physics.dft.harris_forces import fixed_density_matrix_derivative, state_forces
 from physics.dft.response import density_matrix_gradients
 
 __all__ = ["ModelDFTRoute", "wrapped_record"]
@@ -109,8 +116,11 @@ class ModelDFTRoute:
         self.settings = settings
         self.charge = float(charge)
         self.correction = predictor.config.target == "correction"
+        self.first_step = None
         if self.correction:
-            check_baseline_grid(predictor, settings)
+            baseline = check_baseline_grid(predictor, settings)
+            if baseline.first_step_share:
+                self.first_step = baseline
             if self.charge:
                 raise MLHError(f"a correction model's forces need a neutral structure "
                                f"(GPAW's H0 forces), got charge {charge:g}")
@@ -151,7 +161,12 @@ class ModelDFTRoute:
         baseline = None
         if self.correction:
             start = time.perf_counter()
-            baseline = _Baseline(dft)
+            if self.first_step is None:
+                baseline = _Baseline(dft)
+            else:
+                self._check_first_step_grid(atoms, kpts)
+                baseline = _FirstStep(dft, self.first_step.first_step_share, gpaw_calculation(
+                    structure, settings, kpts, self.charge))
             hamiltonian_k = baseline.added_to(hamiltonian_k)
             timings["baseline"] = time.perf_counter() - start
         result = functional_at_state(dft, hamiltonian_k, forces=False, overlap_k=overlap_k,
@@ -186,12 +201,28 @@ class ModelDFTRoute:
         A = (1.0 - self.harris_share) * (result.output_hamiltonians - H) + harris_matrix
         G_H, G_S = density_matrix_gradients(H, S, A, weights, result.n_electrons,
                                             self.settings.smearing_width)
+        G_baseline, first_step = G_H, 0.0
+        if isinstance(baseline, _FirstStep):
+            H0 = np.stack([np.stack([baseline.initial_hamiltonian(k, s) for k in ks])
+                           for s in range(n_spins)])
+            first_step, G0_H, G0_S = baseline.step_response(
+                G_H, H0, S, kpoints, weights, result.n_electrons, self.settings.smearing_width)
+            G_baseline, G_S = (1.0 - baseline.share) * G_H + G0_H, G_S + G0_S
         rho_blocks = [part.sum(axis=0) for part in kspace_blocks(G_H, kpoints, weights, record)]
         W_blocks = [-part[0] for part in kspace_blocks(G_S[None], kpoints, weights, record)]
         gradient = self.band_route.trace_gradient(atoms, rho_blocks, W_blocks, source)
         if baseline is not None:
-            gradient = gradient + baseline.trace_gradient(G_H, kpoints, weights)
+            gradient = gradient + baseline.trace_gradient(G_baseline, kpoints, weights) + first_step
         return gradient
+
+    def _check_first_step_grid(self, atoms: Atoms, kpts: tuple[int, int, int]) -> None:
+        """MLHError unless the route's k grid is the one of the model's first-step n0."""
+        wanted = GPAWSettings(kpoint_density=self.first_step.kpoint_density).scf_kpts(
+            atoms.cell.array, atoms.pbc)
+        if tuple(kpts) != tuple(wanted):
+            raise MLHError(f"the model's first-step baseline takes n0 on the k grid {wanted} of "
+                           f"{self.first_step.kpoint_density} k-points per 1/Å; the route's grid "
+                           f"is {tuple(kpts)}")
 
 
 class _Baseline(BaselineHamiltonian):
@@ -223,6 +254,47 @@ class _Baseline(BaselineHamiltonian):
             return -baseline_trace_forces(self.dft, Y_skMM)
         finally:
             _restore_density_state(self.dft, current)
+
+
+class _FirstStep(_Baseline):
+    """The first-step baseline B(k) = H0 + s (H[n0] - H0) of the route's k-points, n0 the
+    density of H0's occupied states (installed in a second GPAW object `dft0` of the same
+    k grid), and the derivative of Tr[G B]: (1 - s) that of Tr[G H0] (`trace_gradient`)
+    plus s d/dR Tr[G H[n0]] = s {Tr[G dH[n0]/dR|_rho0] + Tr[Y_G d rho0/dR]}, the second
+    through rho0(H0(R), S(R)) (`step_response`)."""
+
+    def __init__(self, dft, share: float, dft0):
+        super().__init__(dft)
+        self.share, self.dft0 = share, dft0
+        install_density(dft0, self.initial_hamiltonian)
+        calculator = dft0.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(dft0.potential)
+        H1_skMM = np.zeros_like(self.H0_skMM)
+        for wfs in dft0.ibzwfs:  # each (k, spin) once: GPAW adds T and PAW terms in place
+            H1_skMM[wfs.spin, wfs.k] = np.asarray(calculator.calculate_matrix(wfs).data) * Ha
+        self.B_skMM = self.H0_skMM + share * (H1_skMM - self.H0_skMM)
+
+    def initial_hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
+        """Dense H0(k) (eV) of one spin channel."""
+        return self.H0_skMM[spin, self.index(k)]
+
+    def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
+        """Dense B(k) (eV) of one spin channel: the baseline the model's dH is added to."""
+        return self.B_skMM[spin, self.index(k)]
+
+    def step_response(self, G_skMM: np.ndarray, H0_skMM: np.ndarray, S_kMM: np.ndarray,
+                      kpoints: np.ndarray, weights: np.ndarray, n_electrons: float,
+                      width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s d/dR Tr[G H[n0]]|_rho0 in eV/Å, and s times the gradients (G0_H, G0_S) of
+        Tr[Y_G rho0(H0, S)]) for G, H0 and S at `kpoints` (physics.dft.response's
+        convention): the route adds G0_H to the H0 trace and G0_S to the S trace."""
+        order = [self.index(k) for k in kpoints]
+        X = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
+        for n, index in enumerate(order):
+            X[:, index] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)
+        forces, Y = fixed_density_matrix_derivative(self.dft0, X)
+        Y = Y[:, order].real if np.isrealobj(H0_skMM) else Y[:, order]
+        G0_H, G0_S = density_matrix_gradients(H0_skMM, S_kMM, Y, weights, n_electrons, width)
+        return -self.share * forces, self.share * G0_H, self.share * G0_S
 
 
 def _density_state(dft) -> tuple:

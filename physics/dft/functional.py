@@ -227,22 +227,18 @@ class BaselineHamiltonian:
         return lambda k, spin: correction_k(k, spin) + self.hamiltonian(k, spin)
 
 
-def check_baseline_grid(predictor: Predictor, settings: GPAWSettings) -> None:
-    """MLHError unless `settings` build H0 on the grid spacing the correction model's
-    training data used (xc, basis and setups are the model's already) and the model
-    corrects H0 itself (not a first-step baseline)."""
+def check_baseline_grid(predictor: Predictor, settings: GPAWSettings) -> GPAWSettings:
+    """The settings of the correction model's baseline (mlh.gpaw.settings.baseline_settings_of);
+    MLHError unless `settings` build it on the grid spacing the model's training data used
+    (xc, basis and setups are the model's already)."""
     from mlh.gpaw.settings import baseline_settings_of
 
     baseline = baseline_settings_of(predictor)
-    if baseline.first_step_share:
-        raise MLHError("the model corrects a first-step baseline (GPAW's first SCF step from H0, "
-                       f"share {baseline.first_step_share}); the dft and scf routes build H0 only "
-                       "(the first step's forces are not implemented): predict its records with "
-                       "mlh infer, whose energies dft_functional_for_record gives")
     wanted = baseline.h
     if abs(settings.h - wanted) > 1e-12:
         raise MLHError(f"the correction model learned dH on H0 made with h = {wanted} Å; the "
                        f"route's grid spacing is {settings.h} Å")
+    return baseline
 
 
 def _validated_eigh(H: np.ndarray, S: np.ndarray, where: str, real: bool

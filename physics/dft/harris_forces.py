@@ -51,7 +51,7 @@ from physics.dft.lcao_terms import (
     overlap_terms,
 )
 
-__all__ = ["StateForces", "state_forces"]
+__all__ = ["StateForces", "state_forces", "fixed_density_matrix_derivative"]
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def state_forces(dft, harris: HarrisStates | None, harris_share: float,
         harris_share: s, the Harris-Foulkes share of the functional.
         step: size of e n_Delta relative to the pseudo density (central difference).
     """
-    ibzwfs, density = dft.ibzwfs, dft.density
+    ibzwfs = dft.ibzwfs
     rho = _stacked(dft, [wfs.calculate_density_matrix() for wfs in ibzwfs])
     W = _stacked(dft, [wfs.calculate_density_matrix(eigs=True) for wfs in ibzwfs])
     kernel = np.zeros_like(rho)
@@ -153,16 +153,41 @@ def state_forces(dft, harris: HarrisStates | None, harris_share: float,
         W = W + harris_share * (harris.density_matrices(dft, energy_weighted=True) - W)
     forces = (basis_terms(dft, rho + harris_share * delta) + overlap_terms(dft, W)
               + _atom_centred_forces(dft, dft.potential))
-    n_sR, D_asii = density_of(dft, delta) if harris_share else (None, None)
-    if not harris_share or np.abs(n_sR).max() == 0.0:
+    if not harris_share:
         return StateForces(forces * Ha / Bohr, kernel)
+    density_forces, kernel = _density_response(dft, rho, delta, step)
+    return StateForces((forces + harris_share * density_forces) * Ha / Bohr,
+                       (harris_share * Ha * kernel).astype(rho.dtype))
 
-    eps = step * np.abs(density.nt_sR.data).max() / np.abs(n_sR).max()
+
+def _density_response(dft, rho: np.ndarray, delta: np.ndarray, step: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of -Tr[delta dH[n]/dR|_rho] that come from the potential's change with the
+    density of `delta` (Ha/Bohr: the basis functions of rho and the atom-centred densities
+    in that change), and the change's matrices Y = dH[n + e n_delta]/de (Ha, the kernel
+    applied to delta), at the state installed in `dft` (GPAW's convention and k order)."""
+    n_sR, D_asii = density_of(dft, delta)
+    if np.abs(n_sR).max() == 0.0:
+        return np.zeros((len(dft.setups), 3)), np.zeros_like(rho)
+    eps = step * np.abs(dft.density.nt_sR.data).max() / np.abs(n_sR).max()
     (plus, forces_plus), (minus, forces_minus) = (
         _perturbed_potential(dft, n_sR, D_asii, sign * eps) for sign in (1.0, -1.0))
     dvt_sR = (plus.vt_sR.data - minus.vt_sR.data) / (2 * eps)
     ddH_asii = {a: (dH - minus.dH_asii[a]) / (2 * eps) for a, dH in plus.dH_asii.items()}
-    forces += harris_share * (basis_terms(dft, rho, dvt_sR, ddH_asii, kinetic=False)
-                              + (forces_plus - forces_minus) / (2 * eps))
-    kernel = harris_share * Ha * _potential_matrices(dft, dvt_sR, ddH_asii)
-    return StateForces(forces * Ha / Bohr, kernel.astype(rho.dtype))
+    forces = (basis_terms(dft, rho, dvt_sR, ddH_asii, kinetic=False)
+              + (forces_plus - forces_minus) / (2 * eps))
+    return forces, _potential_matrices(dft, dvt_sR, ddH_asii)
+
+
+def fixed_density_matrix_derivative(dft, matrix: np.ndarray, step: float = 1e-3
+                                    ) -> tuple[np.ndarray, np.ndarray]:
+    """For the state installed in `dft` (density matrix rho, potential v[n]) and a matrix X
+    (n_spins, n_k, N, N) in GPAW's density-matrix convention (k weights included):
+    (-Tr[X dH[n]/dR|_rho] in eV/Å, Y = dH[n + e n_X]/de in eV), the derivative of H[n]
+    along the atoms at a fixed density matrix (basis functions, projectors and atom-centred
+    densities moving) traced with X, and the kernel matrices that carry rho's own change
+    (Tr[X dH[n]/dR] = Tr[X dH/dR|_rho] + Tr[Y d rho/dR])."""
+    rho = _stacked(dft, [wfs.calculate_density_matrix() for wfs in dft.ibzwfs])
+    density_forces, kernel = _density_response(dft, rho, matrix, step)
+    return ((basis_terms(dft, matrix) + density_forces) * Ha / Bohr,
+            (Ha * kernel).astype(np.result_type(rho, matrix)))

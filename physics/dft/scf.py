@@ -283,8 +283,9 @@ class ModelSCFRoute:
                            f"{', '.join(_LATER_STARTS)}")
         self.predictor = predictor
         self.correction = predictor.config.target == "correction"
-        if self.correction:
-            check_baseline_grid(predictor, settings)
+        if self.correction and check_baseline_grid(predictor, settings).first_step_share:
+            raise MLHError("the model corrects a first-step baseline (GPAW's first SCF step from "
+                           "H0); the scf route starts from H0 + dH only: use the dft route")
         self.predicted_record: Callable[[Atoms, str], HamiltonianRecord] = BandEnergyRoute(
             predictor, repulsion=None, width=settings.smearing_width, kpts=settings.kpts,
             kpoint_density=settings.kpoint_density, skin=skin, charge=charge,

@@ -2,7 +2,8 @@
 stores (mlh.gpaw.reference), against an independent path: the dft route's own H[n_out] at
 the state of H0 (physics.dft.functional), mixed by hand, for a molecule and a periodic cell
 with k-points. And what refuses it: settings with a fixed k grid, records of mixed
-baselines, a record whose baseline is not the model's, the dft and scf routes."""
+baselines, a record whose baseline is not the model's, the scf route (the dft route's
+forces with it: tests/physics/dft/test_forces.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from mlh.gpaw.record_settings import record_atoms, settings_from_record
 from mlh.gpaw.reference import reference_record
 from mlh.gpaw.settings import GPAWSettings, baseline_metadata, load_settings
 from mlh.inference.prediction import predict_record
-from physics.dft.functional import check_baseline_grid, evaluate_dft_functional
+from physics.dft.functional import evaluate_dft_functional
+from physics.dft.scf import ModelSCFRoute
 from tests.models import direct_and_correction
 from tests.structures import STRUCTURES
 
@@ -85,5 +87,5 @@ def test_a_first_step_model_takes_only_its_own_baseline(water_records):
     # a structure gets the model's first-step baseline
     built = predict_record(first_step, record_atoms(mixed), "water")
     np.testing.assert_allclose(built.H0_onsite, mixed.H0_onsite, atol=1e-8)
-    with pytest.raises(MLHError, match="first-step baseline .* the dft and scf routes build H0 only"):
-        check_baseline_grid(first_step, settings_from_record(plain))
+    with pytest.raises(MLHError, match="first-step baseline .* the scf route starts from H0 \\+ dH only"):
+        ModelSCFRoute(first_step, settings_from_record(plain))
