@@ -230,7 +230,7 @@ def baseline_for(atoms: Atoms, predictor: Predictor, source: str) -> Hamiltonian
 def _check_baseline(record: HamiltonianRecord, predictor: Predictor, source: str) -> None:
     """MLHError unless the record carries a baseline made with the correction model's settings
     (H0, or the first-step baseline of the model's share and k-point density)."""
-    from mlh.gpaw.settings import baseline_settings_of, settings_from_provenance
+    from mlh.gpaw.settings import FIRST_STEP_KEYS, baseline_settings_of, settings_from_provenance
 
     if not record.has_baseline:
         raise MLHError(f"{source}: the model predicts corrections to the zeroth-step H0, but the "
@@ -243,10 +243,10 @@ def _check_baseline(record: HamiltonianRecord, predictor: Predictor, source: str
         core = settings_from_provenance(provenance)
         given = {"xc": core["xc"], "basis": core["basis"],
                  "h": float(provenance.get("grid_spacing_angstrom", np.nan)),
-                 "first_step_share": float(provenance.get("baseline_first_step_share", 0.0))}
+                 "first_step_share": float(provenance.get(FIRST_STEP_KEYS["first_step_share"], 0.0))}
         if wanted.first_step_share:
             model["kpoint_density"] = wanted.kpoint_density
-            given["kpoint_density"] = float(provenance.get("baseline_first_step_kpoint_density", np.nan))
+            given["kpoint_density"] = float(provenance.get(FIRST_STEP_KEYS["kpoint_density"], np.nan))
     except (MLHError, TypeError, ValueError):
         raise MLHError(f"{source}: the record's provenance does not say how its H0 was made") from None
     setups = {s: v for s, v in core["setups"].items() if s in wanted.setups}

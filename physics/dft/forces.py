@@ -47,10 +47,10 @@ from dataclasses import replace
 
 import numpy as np
 from ase import Atoms
-from ase.units import Ha
 
 from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms
+from mlh.gpaw.reference import bloch_matrices
 from mlh.gpaw.settings import GPAWSettings
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
@@ -267,10 +267,9 @@ class _FirstStep(_Baseline):
         super().__init__(dft)
         self.share, self.dft0 = share, dft0
         install_density(dft0, self.initial_hamiltonian)
-        calculator = dft0.scf_loop.hamiltonian.create_hamiltonian_matrix_calculator(dft0.potential)
-        H1_skMM = np.zeros_like(self.H0_skMM)
-        for wfs in dft0.ibzwfs:  # each (k, spin) once: GPAW adds T and PAW terms in place
-            H1_skMM[wfs.spin, wfs.k] = np.asarray(calculator.calculate_matrix(wfs).data) * Ha
+        H1_skMM = bloch_matrices(dft0)[0]  # H[n0]: dft0's potential is v[n0] now
+        if np.isrealobj(self.H0_skMM):
+            H1_skMM = H1_skMM.real
         self.B_skMM = self.H0_skMM + share * (H1_skMM - self.H0_skMM)
 
     def initial_hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
