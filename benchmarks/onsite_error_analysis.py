@@ -19,6 +19,13 @@ orbitals. The script reports, per species:
    block (its dv and the eigenvalues of H0_aa - dv S_aa) explains, leave-one-structure-out:
    a linear proxy for H0 as an input feature.
 
+"H0" is the records' baseline: for first-step records (`mlh generate --first-step-share`) and
+a first-step model it is B = H0 + s (H[n0] - H0), and the fits test B as an input feature:
+
+    .venv/bin/python benchmarks/onsite_error_analysis.py --model examples/models/sio2_first_step \
+        --config examples/sio2_first_step_model.yaml --data example_data/sio2_train_b045 \
+        --out benchmarks/results/onsite_error_analysis_first_step.json
+
 Writes benchmarks/results/onsite_error_analysis.json. Units: meV.
 """
 
