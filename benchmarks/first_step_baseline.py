@@ -37,6 +37,7 @@ import numpy as np
 from mlh.gpaw.record_settings import record_atoms, record_scf_kpts, settings_from_record
 from mlh.gpaw.reference import bloch_matrices
 from mlh.gpaw.settings import GPAWSettings
+from mlh.gpaw.states import first_step_mix
 from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record, record_files, write_record
 from mlh.record.realspace import blocks_from_bloch, unfold_time_reversal
@@ -113,8 +114,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
 
         def mixed(share: float) -> tuple[np.ndarray, np.ndarray]:
-            return (record.H0_pair + share * (H1_pair - record.H0_pair),
-                    record.H0_onsite + share * (H1_onsite - record.H0_onsite))
+            return (first_step_mix(record.H0_pair, H1_pair, share),
+                    first_step_mix(record.H0_onsite, H1_onsite, share))
 
         B_pair, B_onsite = mixed(args.share)
         write_record(replace(record, H0_pair=B_pair, H0_onsite=B_onsite, provenance={

@@ -24,7 +24,7 @@ from ase.units import Bohr
 from mlh import __version__ as mlh_version
 from mlh.errors import MLHError
 from mlh.gpaw.settings import GPAWSettings
-from mlh.gpaw.states import install_density, kpoint_index
+from mlh.gpaw.states import first_step_mix, install_density, kpoint_index
 from mlh.record.basis import Basis, SpeciesBasis
 from mlh.record.hamiltonian import HamiltonianRecord, Labels
 from mlh.record.realspace import alias_free_grid, blocks_from_bloch, image_pairs, unfold_time_reversal
@@ -234,7 +234,7 @@ def reference_record(
         H0_n0, _, n0_kpoints = bloch_matrices(n0_dft)
         install_density(n0_dft, lambda k, spin: H0_n0[spin, kpoint_index(n0_kpoints, k)])
         H1_skMM = bloch_matrices(initial, potential=n0_dft.potential)[0]
-        return H0_skMM + settings.first_step_share * (H1_skMM - H0_skMM), kpoints
+        return first_step_mix(H0_skMM, H1_skMM, settings.first_step_share), kpoints
 
     H0_skMM = None
     if settings.task == "scf":

@@ -16,7 +16,7 @@ from ase.units import Ha
 from mlh.errors import MLHError
 
 __all__ = ["HamiltonianFunction", "Eigensolver", "OVERLAP_TOLERANCE", "InstalledDensity",
-           "install_density", "kpoint_index"]
+           "install_density", "kpoint_index", "first_step_mix"]
 
 HamiltonianFunction = Callable[[np.ndarray | None, int], np.ndarray]
 """hamiltonian_k(k, spin) -> dense (N, N) H in eV; k reduced, None for the real Γ matrix."""
@@ -28,6 +28,13 @@ H C = S C eps; `real`: GPAW solves this k-point (Γ) as a real problem."""
 OVERLAP_TOLERANCE = 1e-6
 """Largest |S_record - S_GPAW| accepted: larger means the record does not belong to the
 structure and settings GPAW was given."""
+
+
+def first_step_mix(H0: np.ndarray, H_n0: np.ndarray, share: float) -> np.ndarray:
+    """The first-step baseline B = H0 + s (H[n0] - H0) (eV) from H0 and H[n0], the potential
+    of the density n0 of H0's occupied states, in any common layout (Bloch matrices or
+    real-space blocks)."""
+    return H0 + share * (H_n0 - H0)
 
 
 def kpoint_index(kpoints: np.ndarray, k: np.ndarray | None,

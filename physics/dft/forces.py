@@ -52,6 +52,7 @@ from mlh.errors import MLHError
 from mlh.gpaw.record_settings import record_atoms
 from mlh.gpaw.reference import bloch_matrices
 from mlh.gpaw.settings import GPAWSettings
+from mlh.gpaw.states import first_step_mix
 from mlh.model.predictor import Predictor
 from mlh.record.hamiltonian import HamiltonianRecord
 from physics.band.route import BandEnergyRoute
@@ -201,18 +202,18 @@ class ModelDFTRoute:
         A = (1.0 - self.harris_share) * (result.output_hamiltonians - H) + harris_matrix
         G_H, G_S = density_matrix_gradients(H, S, A, weights, result.n_electrons,
                                             self.settings.smearing_width)
-        G_baseline, first_step = G_H, 0.0
+        G_baseline, step_forces = G_H, 0.0
         if isinstance(baseline, _FirstStep):
             H0 = np.stack([np.stack([baseline.initial_hamiltonian(k, s) for k in ks])
                            for s in range(n_spins)])
-            first_step, G0_H, G0_S = baseline.step_response(
+            step_forces, G0_H, G0_S = baseline.step_response(
                 G_H, H0, S, kpoints, weights, result.n_electrons, self.settings.smearing_width)
             G_baseline, G_S = (1.0 - baseline.share) * G_H + G0_H, G_S + G0_S
         rho_blocks = [part.sum(axis=0) for part in kspace_blocks(G_H, kpoints, weights, record)]
         W_blocks = [-part[0] for part in kspace_blocks(G_S[None], kpoints, weights, record)]
         gradient = self.band_route.trace_gradient(atoms, rho_blocks, W_blocks, source)
         if baseline is not None:
-            gradient = gradient + baseline.trace_gradient(G_baseline, kpoints, weights) + first_step
+            gradient = gradient + baseline.trace_gradient(G_baseline, kpoints, weights) + step_forces
         return gradient
 
     def _check_first_step_grid(self, atoms: Atoms, kpts: tuple[int, int, int]) -> None:
@@ -239,15 +240,21 @@ class _Baseline(BaselineHamiltonian):
         self.dft = dft
         self.initial_state = _density_state(dft)
 
+    def in_gpaw_order(self, G_skMM: np.ndarray, kpoints: np.ndarray, weights: np.ndarray
+                      ) -> np.ndarray:
+        """G (physics.dft.response's convention, at `kpoints`) in GPAW's density-matrix
+        convention: on GPAW's k-points in their order, transposed, k weights included."""
+        X = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
+        for n, k in enumerate(kpoints):
+            X[:, self.index(k)] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)
+        return X
+
     def trace_gradient(self, G_skMM: np.ndarray, kpoints: np.ndarray, weights: np.ndarray
                        ) -> np.ndarray:
         """d/dR sum_k w_k Re Tr[G(k) H0(k)] (eV/Å) for G in physics.dft.response's convention."""
         from physics.dft.baseline_forces import baseline_trace_forces
 
-        order = [self.index(k) for k in kpoints]
-        Y_skMM = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
-        for n, index in enumerate(order):
-            Y_skMM[:, index] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)
+        Y_skMM = self.in_gpaw_order(G_skMM, kpoints, weights)
         current = _density_state(self.dft)
         _restore_density_state(self.dft, self.initial_state)
         try:
@@ -270,11 +277,11 @@ class _FirstStep(_Baseline):
         H1_skMM = bloch_matrices(dft0)[0]  # H[n0]: dft0's potential is v[n0] now
         if np.isrealobj(self.H0_skMM):
             H1_skMM = H1_skMM.real
-        self.B_skMM = self.H0_skMM + share * (H1_skMM - self.H0_skMM)
+        self.B_skMM = first_step_mix(self.H0_skMM, H1_skMM, share)
 
     def initial_hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
         """Dense H0(k) (eV) of one spin channel."""
-        return self.H0_skMM[spin, self.index(k)]
+        return super().hamiltonian(k, spin)
 
     def hamiltonian(self, k: np.ndarray | None, spin: int) -> np.ndarray:
         """Dense B(k) (eV) of one spin channel: the baseline the model's dH is added to."""
@@ -286,11 +293,9 @@ class _FirstStep(_Baseline):
         """(s d/dR Tr[G H[n0]]|_rho0 in eV/Å, and s times the gradients (G0_H, G0_S) of
         Tr[Y_G rho0(H0, S)]) for G, H0 and S at `kpoints` (physics.dft.response's
         convention): the route adds G0_H to the H0 trace and G0_S to the S trace."""
+        forces, Y = fixed_density_matrix_derivative(
+            self.dft0, self.in_gpaw_order(G_skMM, kpoints, weights))
         order = [self.index(k) for k in kpoints]
-        X = np.zeros((G_skMM.shape[0], len(self.kpoints), *G_skMM.shape[2:]), G_skMM.dtype)
-        for n, index in enumerate(order):
-            X[:, index] = weights[n] * G_skMM[:, n].transpose(0, 2, 1)
-        forces, Y = fixed_density_matrix_derivative(self.dft0, X)
         Y = Y[:, order].real if np.isrealobj(H0_skMM) else Y[:, order]
         G0_H, G0_S = density_matrix_gradients(H0_skMM, S_kMM, Y, weights, n_electrons, width)
         return -self.share * forces, self.share * G0_H, self.share * G0_S

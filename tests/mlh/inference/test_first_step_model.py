@@ -26,7 +26,8 @@ from tests.structures import EXAMPLES, quartz
 
 
 def small_wse2() -> Atoms:
-    """A 1x1 orthogonal cell of the WSe2 training recipe: W2Se4, strained and rattled (a vacancy in so small a cell is a vacancy density none of the training cells has)."""
+    """A 1x1 orthogonal cell of the WSe2 training recipe: W2Se4, strained and rattled (a
+    vacancy in so small a cell is a vacancy density none of the training cells has)."""
     return wse2_with_vacancies(np.random.default_rng(2), repeat=(1, 1))
 
 

@@ -96,7 +96,11 @@ def test_model_without_digest_warns_and_seal_adds_one(saved_model, tmp_path):
     assert again.exit_code == 1 and "already has checksums" in again.stderr
 
 
-@pytest.mark.parametrize("name", sorted(path.parent.name for path in (EXAMPLES / "models").glob(f"*/{CHECKSUM_FILE}")))
+BUNDLED_MODELS = sorted(path.parent.name for path in (EXAMPLES / "models").glob(f"*/{CHECKSUM_FILE}"))
+"""Every bundled model folder that holds checksums."""
+
+
+@pytest.mark.parametrize("name", BUNDLED_MODELS)
 def test_bundled_models_carry_their_digest(name):
     folder = EXAMPLES / "models" / name
     assert verify_checksums(folder) == json.loads((folder / CHECKSUM_FILE).read_text())["digest"]
