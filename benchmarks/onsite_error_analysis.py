@@ -120,7 +120,7 @@ def _explained(target: np.ndarray, features: np.ndarray, groups: np.ndarray) -> 
             "weights": weights.tolist()}
 
 
-def _leave_one_out_ridge(target: np.ndarray, features: np.ndarray, groups: np.ndarray, ridge: float = 1e-2) -> dict:
+def leave_one_out_ridge(target: np.ndarray, features: np.ndarray, groups: np.ndarray, ridge: float = 1e-2) -> dict:
     """MAE (meV) of target about its mean and of leave-one-structure-out ridge predictions."""
     x = (features - features.mean(0)) / (features.std(0) + 1e-12)
     x = np.c_[x, np.ones(len(x))]
@@ -180,12 +180,12 @@ def main() -> None:
         h0_features = rows_z[:, 9:]
         result["species"][int(z)] = {
             "target_dv_spread_fit_phi_q": _explained(rows_z[:, 4], electrostatic, groups),
-            "target_dv_from_H0_invariants_loso": _leave_one_out_ridge(rows_z[v, 4], h0_features[v], groups[v]),
+            "target_dv_from_H0_invariants_loso": leave_one_out_ridge(rows_z[v, 4], h0_features[v], groups[v]),
             "model_onsite_mae": 1000 * rows_z[v, 7].mean(),
             "model_onsite_mae_after_removing_dv": 1000 * rows_z[v, 8].mean(),
             "model_dv_error_mae": 1000 * np.abs(rows_z[v, 6]).mean(),
             "model_dv_error_fit_phi_q": _explained(rows_z[v, 6], electrostatic[v], groups[v]),
-            "model_dv_error_from_H0_invariants_loso": _leave_one_out_ridge(rows_z[v, 6], h0_features[v], groups[v]),
+            "model_dv_error_from_H0_invariants_loso": leave_one_out_ridge(rows_z[v, 6], h0_features[v], groups[v]),
         }
     print(write_results(result, args.out))
 

@@ -36,8 +36,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from onsite_error_analysis import madelung_potentials, onsite_shifts, scf_charges
-from physics_error_budget import dense_hamiltonian, evaluate
 
 from mlh.inference.prediction import predict_record
 from mlh.model.atom_potential import value_atoms
@@ -46,6 +44,8 @@ from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record
 
 from _results import write_results
+from onsite_error_analysis import madelung_potentials, onsite_shifts, scf_charges
+from physics_error_budget import dense_hamiltonian, evaluate
 
 
 def longest_wave_fit(error: np.ndarray, fractional: np.ndarray, numbers: np.ndarray

@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read
-from scf_start import gpaw_usual_path
 
 from mlh.gpaw.settings import GPAWSettings, load_settings
 from mlh.model.predictor import Predictor
@@ -53,6 +52,7 @@ from physics.dft.scf import (
 )
 
 from _results import write_results
+from scf_start import gpaw_usual_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
