@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from mlh.inference.evaluation import evaluate_pairs
@@ -81,11 +80,6 @@ def evaluate_model(predictor, references: dict[str, HamiltonianRecord], window: 
     return evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()], window)
 
 
-def _baseline(record: HamiltonianRecord) -> HamiltonianRecord:
-    """The record with H replaced by its H0."""
-    return replace(record, H_pair=record.H0_pair, H_onsite=record.H0_onsite)
-
-
 def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, epochs: int) -> TrainConfig:
     target, gauge = ARMS[arm]
     return base.model_copy(update={
@@ -133,7 +127,7 @@ def main() -> None:
         "settings": settings,
         "train_records": [p.stem for p in train_files],
         "valid_records": list(references),
-        "baseline_H0": evaluation([(n, _baseline(r), r) for n, r in references.items()], args.window),
+        "baseline_H0": evaluation([(n, r.baseline_as_hamiltonian(), r) for n, r in references.items()], args.window),
         "runs": previous,
     }
     write_results(result, out)

@@ -50,7 +50,7 @@ def first_step_blocks(record: HamiltonianRecord) -> tuple[np.ndarray, np.ndarray
     """(pair, on-site) values of H1 = H[n0] (eV) in the record's layout, n0 the density of
     the occupied states of its H0."""
     settings, atoms = settings_from_record(record), record_atoms(record)
-    start = replace(record, H_pair=record.H0_pair, H_onsite=record.H0_onsite)
+    start = record.baseline_as_hamiltonian()
     dft = gpaw_calculation(atoms, settings, record_scf_kpts(record))
     install_density(dft, lambda k, spin: start.hamiltonian_k(k, spin).toarray(),
                     lambda k: record.overlap_k(k).toarray())

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from analysis.hole import cell_area
 from mlh.inference.metrics import gauge_shift, matrix_element_errors
 from mlh.inference.prediction import predict_record
 from mlh.model.config import load_config
@@ -49,11 +49,11 @@ from onsite_error_analysis import leave_one_out_ridge, onsite_shifts
 
 def periodic_measure(record: HamiltonianRecord) -> float:
     """Area (Å^2) of a cell periodic in two directions, volume (Å^3) in three, 1 otherwise."""
-    periodic = record.cell[np.asarray(record.pbc, dtype=bool)]
-    if len(periodic) == 3:
+    open_axes = np.flatnonzero(~np.asarray(record.pbc, dtype=bool))
+    if len(open_axes) == 0:
         return float(abs(np.linalg.det(record.cell)))
-    if len(periodic) == 2:
-        return float(np.linalg.norm(np.cross(periodic[0], periodic[1])))
+    if len(open_axes) == 1:
+        return cell_area(record.cell, int(open_axes[0]))
     return 1.0
 
 
@@ -65,11 +65,6 @@ def cell_sums(record: HamiltonianRecord, correction_dv: np.ndarray, species: lis
         mine = record.numbers == z
         sums += [mine.sum() / measure, correction_dv[mine].sum() / measure]
     return sums
-
-
-def baseline_of(record: HamiltonianRecord) -> HamiltonianRecord:
-    """The record with its baseline (H0 or B) as H."""
-    return replace(record, H_onsite=record.H0_onsite, H_pair=record.H0_pair)
 
 
 def tight_check(folder: Path, references: dict[str, HamiltonianRecord]) -> list[dict]:
@@ -115,7 +110,7 @@ def main() -> None:
         features.append(cell_sums(reference, correction_dv, species))
         rows.append({"record": name, "split": split.get(name, "other"),
                      "c_model": 1000 * gauge_shift(predicted, reference),
-                     "c_baseline": 1000 * gauge_shift(baseline_of(reference), reference)})
+                     "c_baseline": 1000 * gauge_shift(reference.baseline_as_hamiltonian(), reference)})
         print(f"{name} ({rows[-1]['split']}): c model {rows[-1]['c_model']:+.1f} meV, "
               f"baseline {rows[-1]['c_baseline']:+.1f} meV", flush=True)
 

@@ -20,7 +20,7 @@ which is GPAW's LCAO convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -306,6 +306,12 @@ class HamiltonianRecord:
         if self.H0_pair is None:
             raise MLHError("this record has no zeroth-step Hamiltonian H0")
         return self._bloch(self.H0_pair[spin], self.H0_onsite[spin], k)
+
+    def baseline_as_hamiltonian(self) -> HamiltonianRecord:
+        """The record with its baseline (H0, or the first-step B) in place of H (eV)."""
+        if self.H0_pair is None:
+            raise MLHError("this record has no zeroth-step Hamiltonian H0")
+        return replace(self, H_pair=self.H0_pair, H_onsite=self.H0_onsite)
 
 
 def block_coo(

@@ -59,6 +59,17 @@ def test_overlap_only_record_round_trips(tmp_path):
         back.hamiltonian_k()
 
 
+def test_baseline_as_hamiltonian_puts_the_baseline_in_place_of_H():
+    record = random_record(3)
+    with pytest.raises(MLHError, match="no zeroth-step"):
+        record.baseline_as_hamiltonian()
+    with_baseline = replace(record, H0_pair=0.5 * record.H_pair, H0_onsite=0.5 * record.H_onsite)
+    swapped = with_baseline.baseline_as_hamiltonian()
+    np.testing.assert_array_equal(swapped.hamiltonian_k(None).toarray(),
+                                  with_baseline.baseline_k(None).toarray())
+    np.testing.assert_array_equal(swapped.S_pair, record.S_pair)
+
+
 def test_rejects_second_orientation_of_a_pair():
     record = random_record(3)
     p = int(np.flatnonzero(record.pair_i < record.pair_j)[0])
