@@ -17,7 +17,12 @@ H MAE all / on-site / off-site / per species pair, eigenvalue MAE within E_F +- 
 Γ, raw and after the best constant shift c·S per structure. The first entry, `baseline_H0`,
 is H0 itself against H: what no learning gives.
 
-Runs train in RUNS/<data name>_<records>/<arm>_n<size>_e<epochs> and resume after a kill; finished runs (in the results
+A configuration with `data.extra_train_path` (records that are never validated on, such as
+relaxation snapshots) adds those folders to every run's training records. With
+`--extra-counts 0,1,2` each run keeps only the first k of them, so the learning curve can run
+past the records of `--data` (the runs are then named <arm>_n<size>_x<k>).
+
+Runs train in RUNS/<data name>_<records>/<arm>_n<size>[_x<k>]_e<epochs> and resume after a kill; finished runs (in the results
 JSON with the same data, configuration, epochs and budget) are not redone; a results file
 made with other settings is refused, never overwritten (the configuration counts as loaded:
 comments do not change it). Results are
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from itertools import product
 from pathlib import Path
 
 from mlh.inference.evaluation import evaluate_pairs
@@ -80,12 +86,20 @@ def evaluate_model(predictor, references: dict[str, HamiltonianRecord], window: 
     return evaluation([(n, predict_record(predictor, r, n), r) for n, r in references.items()], window)
 
 
-def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, epochs: int) -> TrainConfig:
+def run_name(arm: str, size: int, extra_count: int | None) -> str:
+    """Key of a run in the results: arm, records of --data, and the extra folders it kept."""
+    return f"{arm}_n{size}" + ("" if extra_count is None else f"_x{extra_count}")
+
+
+def _run_config(base: TrainConfig, data: Path, runs: Path, arm: str, size: int, epochs: int,
+                extra_count: int | None) -> TrainConfig:
     target, gauge = ARMS[arm]
+    extra = base.data.extra_train_path if extra_count is None else base.data.extra_train_path[:extra_count]
     return base.model_copy(update={
-        "output": runs / f"{arm}_n{size}_e{epochs}",
+        "output": runs / f"{run_name(arm, size, extra_count)}_e{epochs}",
         "n_epochs": epochs,
-        "data": base.data.model_copy(update={"train_path": [data], "valid_path": [], "n_train": size}),
+        "data": base.data.model_copy(update={"train_path": [data], "valid_path": [], "n_train": size,
+                                             "extra_train_path": extra}),
         "model": base.model.model_copy(update={"target": target}),
         "loss": base.loss.model_copy(update={"gauge_invariant": gauge}),
     })
@@ -99,6 +113,9 @@ def main() -> None:
     parser.add_argument("--wall", type=float, default=900.0, help="training seconds per run")
     parser.add_argument("--sizes", default="0", help="training records per run, e.g. 4,8,16; 0: all")
     parser.add_argument("--arms", default="direct,correction", help=f"of {', '.join(ARMS)}")
+    parser.add_argument("--extra-counts", default=None,
+                        help="runs keep the first k of the configuration's extra_train_path "
+                        "folders, e.g. 0,1,2; default all of them, runs named without _x<k>")
     parser.add_argument("--valid-fraction", type=float, default=None,
                         help="validation share of the records; default the configuration's")
     parser.add_argument("--window", type=float, default=5.0, help="eigenvalues within E_F +- this, eV")
@@ -131,32 +148,33 @@ def main() -> None:
         "runs": previous,
     }
     write_results(result, out)
-    sizes = [int(s) or len(train_files) for s in args.sizes.split(",")]
-    for size in sizes:
-        for arm in args.arms.split(","):
-            key = f"{arm}_n{size}"
-            if key in previous:
-                print(f"{key}: done")
-                continue
-            config = _run_config(base, args.data, runs, arm, size, args.epochs)
-            start = time.perf_counter()
-            predictor = train(config, progress=False, log=lambda line, key=key: print(key, line, flush=True),
-                              time_limit=args.wall)
-            history = training_history(config.output)
-            result["runs"][key] = {
-                "arm": arm, "target": ARMS[arm][0], "gauge_invariant_loss": ARMS[arm][1],
-                "train_structures": predictor.metadata.get("n_train"),
-                "parameters": predictor.n_parameters,
-                "epochs_done": len(history),
-                "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
-                "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
-                "this_call_seconds": time.perf_counter() - start,
-                "valid": evaluate_model(predictor, references, args.window),
-            }
-            write_results(result, out)
-            valid = result["runs"][key]["valid"]
-            print(f"{key}: H MAE {valid['raw']['H_mae']:.3f} meV (aligned {valid['aligned']['H_mae']:.3f}), "
-                  f"eigenvalues {valid['raw']['eigenvalue_mae_window']:.2f} meV", flush=True)
+    n_own = len(split_files(base.data.model_copy(update={"extra_train_path": []}))[0])
+    sizes = [int(s) or n_own for s in args.sizes.split(",")]
+    extra_counts = [None] if args.extra_counts is None else [int(k) for k in args.extra_counts.split(",")]
+    for size, extra_count, arm in product(sizes, extra_counts, args.arms.split(",")):
+        key = run_name(arm, size, extra_count)
+        if key in previous:
+            print(f"{key}: done")
+            continue
+        config = _run_config(base, args.data, runs, arm, size, args.epochs, extra_count)
+        start = time.perf_counter()
+        predictor = train(config, progress=False, log=lambda line, key=key: print(key, line, flush=True),
+                          time_limit=args.wall)
+        history = training_history(config.output)
+        result["runs"][key] = {
+            "arm": arm, "target": ARMS[arm][0], "gauge_invariant_loss": ARMS[arm][1],
+            "train_structures": predictor.metadata.get("n_train"),
+            "parameters": predictor.n_parameters,
+            "epochs_done": len(history),
+            "best_epoch": predictor.metadata.get("best", {}).get("epoch"),
+            "train_seconds": sum(float(row["epoch_seconds"]) for row in history),
+            "this_call_seconds": time.perf_counter() - start,
+            "valid": evaluate_model(predictor, references, args.window),
+        }
+        write_results(result, out)
+        valid = result["runs"][key]["valid"]
+        print(f"{key}: H MAE {valid['raw']['H_mae']:.3f} meV (aligned {valid['aligned']['H_mae']:.3f}), "
+              f"eigenvalues {valid['raw']['eigenvalue_mae_window']:.2f} meV", flush=True)
 
 
 if __name__ == "__main__":
