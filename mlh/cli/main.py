@@ -114,6 +114,51 @@ def unpack(
 
 @app.command()
 @_reports_errors
+def pack_first_step(
+    records: Annotated[list[Path], typer.Argument(help="Record files or folders (*.nc) whose baseline "
+                                                  "is a first step B.")],
+    zeroth_step: Annotated[Path, typer.Option(help="Folder of the same records with H0 as baseline "
+                                              "(same file names).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the packs (*.mlhstep).")],
+    quantum: Annotated[float, typer.Option(help="Rounding step of B - H0 (eV), > 0.")] = 1e-5,
+) -> None:
+    """Pack first-step baselines compactly: B - H0 rounded to QUANTUM (~85 kB for a 36-atom
+    SiO2 cell), so mlh unpack-first-step rebuilds B without GPAW.
+    """
+    from mlh.file_output import check_output_folder
+    from mlh.record.first_step_pack import pack_first_steps
+    from mlh.record.io import record_files
+
+    check_output_folder(output)
+    files = record_files(records)
+    size = pack_first_steps(files, zeroth_step, output, quantum)
+    typer.echo(f"{len(files)} first-step packs ({size / 1e6:.1f} MB) written to {output}")
+
+
+@app.command()
+@_reports_errors
+def unpack_first_step(
+    packs: Annotated[list[Path], typer.Argument(help="First-step pack files or folders (*.mlhstep).")],
+    zeroth_step: Annotated[Path, typer.Option(help="Folder of the records with H0 as baseline "
+                                              "(mlh unpack; same file names).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the records with B.")],
+) -> None:
+    """Records whose baseline is the first step B: each H0 record plus its pack's B - H0 (no GPAW).
+
+    Finished records in OUTPUT are skipped, so a killed run resumes where it stopped.
+    """
+    from mlh.file_output import check_output_folder
+    from mlh.record.first_step_pack import FIRST_STEP_SUFFIX, unpack_first_steps
+    from mlh.record.io import collect_files
+
+    check_output_folder(output)
+    written, skipped = unpack_first_steps(collect_files(packs, FIRST_STEP_SUFFIX, "first-step packs"),
+                                          zeroth_step, output)
+    typer.echo(f"{written} records written, {skipped} skipped (finished earlier), to {output}")
+
+
+@app.command()
+@_reports_errors
 def recipe(
     name: Annotated[str, typer.Argument(help="wse2 (WSe2 + Se vacancies) or sio2 (quartz).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="extxyz file to write.")],

@@ -30,7 +30,7 @@ from mlh.record.io import read_record
 
 __all__ = [
     "PACK_FORMAT", "PACK_SUFFIX", "DEFAULT_QUANTUM", "PackedRecord", "pack_record",
-    "pack_records", "unpack_record", "write_pack", "read_pack",
+    "pack_records", "unpack_record", "write_pack", "read_pack", "write_members", "read_members",
 ]
 
 PACK_FORMAT = "mlh-pack 1"
@@ -152,7 +152,6 @@ def _pair_keys(i: np.ndarray, j: np.ndarray, shift: np.ndarray) -> list[tuple[in
 
 def write_pack(packed: PackedRecord, path: str | os.PathLike) -> Path:
     """Write `packed` to `path` atomically (LZMA-compressed zip of .npy members)."""
-    path = Path(path)
     labels = packed.labels
     arrays = {name: getattr(packed, name) for name in _ARRAYS}
     arrays.update({name: getattr(labels, name) for name in _LABEL_ARRAYS
@@ -164,6 +163,13 @@ def write_pack(packed: PackedRecord, path: str | os.PathLike) -> Path:
                    if getattr(labels, name) is not None},
         "provenance": packed.provenance,
     }
+    return write_members(path, meta, arrays)
+
+
+def write_members(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarray]) -> Path:
+    """Write `meta` (as meta.json) and `arrays` (as .npy members) to the zip file `path`,
+    LZMA-compressed, atomically."""
+    path = Path(path)
     with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as archive:
         archive.writestr("meta.json", json.dumps(meta, indent=1, default=_json_scalar))
         for name, array in arrays.items():
@@ -179,8 +185,9 @@ def _json_scalar(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def read_pack(path: str | os.PathLike) -> PackedRecord:
-    """Read a pack written by write_pack; MLHError naming the file on any problem."""
+def read_members(path: str | os.PathLike, fmt: str, required: Sequence[str]) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a zip written by write_members whose meta says format `fmt` and
+    which holds the `required` arrays; MLHError naming the file on any problem."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -192,11 +199,17 @@ def read_pack(path: str | os.PathLike) -> PackedRecord:
         raise MLHError(f"{path}: no such file") from None
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise MLHError(f"{path}: not a readable mlh pack ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != PACK_FORMAT:
-        raise MLHError(f"{path}: not an mlh pack of format {PACK_FORMAT!r}")
-    missing = [name for name in _ARRAYS if name not in arrays]
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise MLHError(f"{path}: not an mlh pack of format {fmt!r}")
+    missing = [name for name in required if name not in arrays]
     if missing:
         raise MLHError(f"{path}: the pack lacks {missing}")
+    return meta, arrays
+
+
+def read_pack(path: str | os.PathLike) -> PackedRecord:
+    """Read a pack written by write_pack; MLHError naming the file on any problem."""
+    meta, arrays = read_members(path, PACK_FORMAT, _ARRAYS)
     try:
         labels = Labels(**{name: float(v) for name, v in meta.get("labels", {}).items()},
                         **{name: arrays[name] for name in _LABEL_ARRAYS if name in arrays})

@@ -69,10 +69,15 @@ def _commands(tmp_path: Path, output: Path) -> dict[str, list[str]]:
         "analyze": ["analyze", missing, "-o", str(output)],
         "evaluate": ["evaluate", str(MODEL), missing, "-o", str(output)],
         "summarize": ["summarize", missing, "--table", str(output)],
+        "pack": ["pack", missing, "-o", str(output)],
+        "unpack": ["unpack", missing, "-o", str(output)],
+        "pack-first-step": ["pack-first-step", missing, "--zeroth-step", missing, "-o", str(output)],
+        "unpack-first-step": ["unpack-first-step", missing, "--zeroth-step", missing, "-o", str(output)],
     }
 
 
-FOLDER_COMMANDS = ["generate", "infer", "partition", "import-gears-h", "train"]
+FOLDER_COMMANDS = ["generate", "infer", "partition", "import-gears-h", "train", "pack", "unpack",
+                   "pack-first-step", "unpack-first-step"]
 FILE_COMMANDS = ["recipe", "template", "analyze", "evaluate", "summarize"]
 
 
