@@ -18,7 +18,9 @@ from mlh.record.first_step_pack import (
     write_first_step_pack,
 )
 from mlh.record.io import read_record, write_record
+from mlh.record.pack import read_pack
 from tests.mlh.record.test_pack import with_baseline
+from tests.structures import EXAMPLES
 
 FIRST_STEP = {"baseline": "gpaw first SCF step from its initial density, linear mixing share 0.45",
               "baseline_first_step_share": 0.45, "baseline_first_step_kpoint_density": 1.0}
@@ -102,3 +104,21 @@ def test_cli_round_trip_resumes_and_a_missing_h0_record_writes_nothing(tmp_path)
     assert result.stderr.splitlines() == [
         f"error: {steps / 'r2.mlhstep'}: no H0 record {zeroth_dir / 'r2.nc'} of the same name"]
     assert not elsewhere.exists()
+
+
+@pytest.mark.parametrize("steps, packs", [("sio2_train_b045", "sio2_train"),
+                                          ("sio2_train_more_b045", "sio2_train_more")])
+def test_committed_first_step_packs_fit_the_committed_packs(steps, packs):
+    """Each committed first-step pack applies to the record its namesake pack unpacks to:
+    same structure, same pairs, same block sizes, a first-step provenance."""
+    data = EXAMPLES / "data"
+    step_files = sorted((data / steps).glob("*.mlhstep"))
+    assert [f.stem for f in step_files] == sorted(f.stem for f in (data / packs).glob("*.mlhpack"))
+    for file in step_files:
+        step, packed = read_first_step_pack(file), read_pack(data / packs / f"{file.stem}.mlhpack")
+        for name in ("numbers", "pair_i", "pair_j", "pair_shift"):
+            np.testing.assert_array_equal(getattr(step, name), getattr(packed, name), err_msg=f"{file}: {name}")
+        for name in ("positions", "cell"):  # the unpacked record's, equal to rounding (Å)
+            np.testing.assert_allclose(getattr(step, name), getattr(packed, name), rtol=0, atol=1e-8)
+        assert step.step_pair.shape == packed.dH_pair.shape and step.step_onsite.shape == packed.dH_onsite.shape
+        assert step.provenance["baseline_first_step_share"] == 0.45
