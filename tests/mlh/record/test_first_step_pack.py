@@ -107,7 +107,8 @@ def test_cli_round_trip_resumes_and_a_missing_h0_record_writes_nothing(tmp_path)
 
 
 @pytest.mark.parametrize("steps, packs", [("sio2_train_b045", "sio2_train"),
-                                          ("sio2_train_more_b045", "sio2_train_more")])
+                                          ("sio2_train_more_b045", "sio2_train_more"),
+                                          ("sio2_train_extra_b045", "sio2_train_extra")])
 def test_committed_first_step_packs_fit_the_committed_packs(steps, packs):
     """Each committed first-step pack applies to the record its namesake pack unpacks to:
     same structure, same pairs, same block sizes, a first-step provenance."""
