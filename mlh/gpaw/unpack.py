@@ -19,7 +19,7 @@ from mlh.gpaw.generate import Generation
 from mlh.gpaw.record_settings import settings_from_record_provenance, structure_atoms
 from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import collect_files
-from mlh.record.pack import PACK_SUFFIX, PackedRecord, read_pack, unpack_record
+from mlh.record.pack import PACK_SUFFIX, PackedRecord, naming_file, read_pack, unpack_record
 
 __all__ = ["pack_files", "recomputed_record", "unpack"]
 
@@ -66,8 +66,7 @@ def _run_job(job: _Job) -> JobResult:
     try:
         write_record(recomputed_record(read_pack(job.source)), job.output)
     except MLHError as err:
-        message = str(err) if str(err).startswith(str(job.source)) else f"{job.source}: {err}"
-        return JobResult(job.name, str(job.source), time.perf_counter() - start, message)
+        return JobResult(job.name, str(job.source), time.perf_counter() - start, str(naming_file(err, job.source)))
     return JobResult(job.name, str(job.source), time.perf_counter() - start)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from mlh.errors import MLHError
 from mlh.record.hamiltonian import HamiltonianRecord
 from mlh.record.io import read_record, write_record
-from mlh.record.pack import DEFAULT_QUANTUM, read_members, write_members
+from mlh.record.pack import DEFAULT_QUANTUM, naming_file, read_members, same_structure, write_members
 
 __all__ = [
     "FIRST_STEP_FORMAT", "FIRST_STEP_SUFFIX", "FirstStepPack", "first_step_pack", "with_first_step",
@@ -57,9 +57,7 @@ class FirstStepPack:
 
 def _check_same_layout(record: HamiltonianRecord, numbers: np.ndarray, positions: np.ndarray,
                        cell: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], what: str) -> None:
-    if (len(record.numbers) != len(numbers) or np.any(record.numbers != numbers)
-            or not np.allclose(record.positions, positions, rtol=0, atol=1e-8)
-            or not np.allclose(record.cell, cell, rtol=0, atol=1e-8)):
+    if not same_structure(record, numbers, positions, cell):
         raise MLHError(f"{what} is of another structure")
     if (len(record.pair_i) != len(pairs[0]) or np.any(record.pair_i != pairs[0])
             or np.any(record.pair_j != pairs[1]) or np.any(record.pair_shift != pairs[2])):
@@ -149,10 +147,6 @@ def _zeroth_step_file(file: Path, zeroth_step_dir: Path) -> Path:
     return path
 
 
-def _named(err: MLHError, file: Path) -> MLHError:
-    return MLHError(err if str(err).startswith(str(file)) else f"{file}: {err}")
-
-
 def pack_first_steps(files: Sequence[Path], zeroth_step_dir: Path, output: Path,
                      quantum: float = DEFAULT_QUANTUM) -> int:
     """Pack each first-step record FILE, against ZEROTH_STEP_DIR/<stem>.nc, into
@@ -168,7 +162,7 @@ def pack_first_steps(files: Sequence[Path], zeroth_step_dir: Path, output: Path,
             packs.append((file, first_step_pack(read_record(file),
                                                 read_record(_zeroth_step_file(file, zeroth_step_dir)), quantum)))
         except MLHError as err:
-            raise _named(err, file) from None
+            raise naming_file(err, file) from None
     output.mkdir(parents=True, exist_ok=True)
     return sum(write_first_step_pack(p, output / f"{f.stem}{FIRST_STEP_SUFFIX}").stat().st_size
                for f, p in packs)
@@ -188,13 +182,13 @@ def unpack_first_steps(files: Sequence[Path], zeroth_step_dir: Path, output: Pat
         try:
             todo.append((file, _zeroth_step_file(file, zeroth_step_dir), output / f"{file.stem}.nc"))
         except MLHError as err:
-            raise _named(err, file) from None
+            raise naming_file(err, file) from None
     todo = [job for job in todo if not job[2].exists()]
     for file, zeroth_step_file, target in todo:
         try:
             record = with_first_step(read_record(zeroth_step_file), read_first_step_pack(file))
         except MLHError as err:
-            raise _named(err, file) from None
+            raise naming_file(err, file) from None
         output.mkdir(parents=True, exist_ok=True)
         write_record(record, target)
     return len(todo), len(files) - len(todo)

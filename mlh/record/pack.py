@@ -31,6 +31,7 @@ from mlh.record.io import read_record
 __all__ = [
     "PACK_FORMAT", "PACK_SUFFIX", "DEFAULT_QUANTUM", "PackedRecord", "pack_record",
     "pack_records", "unpack_record", "write_pack", "read_pack", "write_members", "read_members",
+    "same_structure", "naming_file",
 ]
 
 PACK_FORMAT = "mlh-pack 1"
@@ -99,7 +100,7 @@ def pack_records(files: Sequence[Path], output: Path, quantum: float = DEFAULT_Q
         try:
             packed.append((file, pack_record(read_record(file), quantum)))
         except MLHError as err:
-            raise MLHError(err if str(err).startswith(str(file)) else f"{file}: {err}") from None
+            raise naming_file(err, file) from None
     output.mkdir(parents=True, exist_ok=True)
     return sum(write_pack(p, output / f"{f.stem}{PACK_SUFFIX}").stat().st_size for f, p in packed)
 
@@ -113,9 +114,7 @@ def unpack_record(packed: PackedRecord, baseline: HamiltonianRecord) -> Hamilton
     """
     if not baseline.has_baseline:
         raise MLHError("the recomputed record has no H0")
-    if (len(baseline.numbers) != len(packed.numbers) or np.any(baseline.numbers != packed.numbers)
-            or not np.allclose(baseline.positions, packed.positions, rtol=0, atol=1e-8)
-            or not np.allclose(baseline.cell, packed.cell, rtol=0, atol=1e-8)):
+    if not same_structure(baseline, packed.numbers, packed.positions, packed.cell):
         raise MLHError("the recomputed H0 is of another structure than the pack")
     where = {key: n for n, key in enumerate(_pair_keys(baseline.pair_i, baseline.pair_j,
                                                        baseline.pair_shift))}
@@ -144,6 +143,19 @@ def unpack_record(packed: PackedRecord, baseline: HamiltonianRecord) -> Hamilton
             f"H = H0 + (H - H0) rounded to {packed.quantum:g} eV; S and H0 recomputed with "
             f"{baseline.provenance.get('code', '?')} {baseline.provenance.get('code_version', '?')}")},
     )
+
+
+def same_structure(record: HamiltonianRecord, numbers: np.ndarray, positions: np.ndarray,
+                   cell: np.ndarray) -> bool:
+    """Whether `record` has these atoms, positions and cell (Å, to 1e-8)."""
+    return (len(record.numbers) == len(numbers) and bool(np.all(record.numbers == numbers))
+            and np.allclose(record.positions, positions, rtol=0, atol=1e-8)
+            and np.allclose(record.cell, cell, rtol=0, atol=1e-8))
+
+
+def naming_file(err: MLHError, file: os.PathLike) -> MLHError:
+    """`err` with its message led by the file's name (unless it already is)."""
+    return MLHError(err if str(err).startswith(str(file)) else f"{file}: {err}")
 
 
 def _pair_keys(i: np.ndarray, j: np.ndarray, shift: np.ndarray) -> list[tuple[int, ...]]:
